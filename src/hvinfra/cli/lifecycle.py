@@ -1,0 +1,327 @@
+"""`hvinfra up|down|status|logs|attach|exec|shell`: the container lifecycle."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from hvinfra.cli.common import TARGET_HELP, JsonOpt, ProfileFileOpt, SetOpt
+
+if TYPE_CHECKING:
+    from hvinfra.records import ContainerInfo
+
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
+def _container_row(info: ContainerInfo) -> dict[str, Any]:
+    from hvinfra.launcher import gpus_of
+
+    return {
+        "id": info.short_id,
+        "name": info.name,
+        "profile": info.labels.get("io.hvinfra.profile", ""),
+        "status": info.status,
+        "exit_code": info.exit_code,
+        "image": info.image,
+        "image_id": info.image_id,
+        "gpus": gpus_of(info),
+        "version": info.labels.get("io.hvinfra.version", ""),
+        "started_at": info.started_at,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def up(
+        target: str = typer.Argument(..., help=TARGET_HELP),
+        profile_file: Path | None = ProfileFileOpt,
+        sets: list[str] = SetOpt,
+        image: str | None = typer.Option(None, "--image", help="Image to run instead."),
+        name: str | None = typer.Option(None, "--name", help="Container name instead."),
+        gpus: str | None = typer.Option(
+            None, "--gpus", help="GPUs: all, none, 0,1 or GPU UUIDs (default: the profile's)."
+        ),
+        env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE (repeatable)."),
+        volume: list[str] = typer.Option(
+            [], "-v", "--volume", help="HOST:CONTAINER[:ro] (repeatable)."
+        ),
+        privileged: bool = typer.Option(
+            False,
+            "--privileged",
+            help="Add the official line's --privileged --security-opt seccomp=unconfined"
+            " (off by default: see README, Security).",
+        ),
+        pull: str = typer.Option(
+            "missing", "--pull", help="Pull the image: missing, always or never."
+        ),
+        replace: bool = typer.Option(
+            False, "--replace", help="Remove an existing container of that name first."
+        ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Print the equivalent `docker run` line; start nothing."
+        ),
+        wait_timeout: float = typer.Option(
+            60.0, "--wait-timeout", help="Seconds to wait for the container to run."
+        ),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Start the profile's container (detached, like the official `docker run -itd`)."""
+        from hvinfra.argv import docker_run_argv, shell_line
+        from hvinfra.cli.common import connect, load
+        from hvinfra.errors import ProfileError
+        from hvinfra.launcher import PullPolicy
+        from hvinfra.launcher import up as launch
+        from hvinfra.output import Output
+        from hvinfra.spec import build_run_spec
+
+        output = Output(json_mode=as_json)
+        try:
+            policy = PullPolicy(pull)
+        except ValueError:
+            raise ProfileError(
+                f"--pull {pull!r} is not a pull policy", "use missing, always or never"
+            ) from None
+        loaded = load(
+            target, profile_file, sets, image=image, name=name, gpus=gpus, env=env,
+            volumes=volume, privileged=privileged,
+        )  # fmt: skip
+        profile = loaded.profile
+        spec = build_run_spec(profile)
+        if dry_run:
+            argv = docker_run_argv(spec)
+            if as_json:
+                output.data({"argv": argv, "line": shell_line(argv), "profile": profile.name})
+            else:
+                output.line(shell_line(argv))
+            return
+        if profile.privileged:
+            output.warn(
+                "--privileged: the container gets every capability and device and no seccomp"
+                " filter, as in the official line"
+            )
+        engine = connect()
+        from hvinfra.pull_display import pull_observer
+
+        result = launch(
+            engine, spec, profile_name=profile.name, pull=policy, replace=replace,
+            observe_pull=pull_observer(output, spec.image), wait_timeout=wait_timeout,
+        )  # fmt: skip
+        row = _container_row(result.container) | {"action": result.action, "pulled": result.pulled}
+        if as_json:
+            output.data(row)
+            return
+        verb = {"already-running": "already running", "replaced": "replaced and started"}.get(
+            result.action, "started"
+        )
+        output.out.print(
+            f"[green]{verb}[/green] {row['name']} ({row['id']})\n"
+            f"  image  {row['image']}  [dim]{row['image_id'][:19]}[/dim]\n"
+            f"  gpus   {row['gpus'] or 'none'}\n"
+            f"  next   hvinfra logs {profile.name} -f | hvinfra attach {profile.name}"
+            f" | hvinfra exec {profile.name} -- CMD | hvinfra down {profile.name}"
+        )
+
+    @app.command()
+    def down(
+        target: str = typer.Argument(..., help=TARGET_HELP),
+        profile_file: Path | None = ProfileFileOpt,
+        sets: list[str] = SetOpt,
+        name: str | None = typer.Option(None, "--name", help="Container name instead."),
+        keep: bool = typer.Option(False, "--keep", help="Only stop; keep the container."),
+        timeout: int = typer.Option(10, "--timeout", help="Seconds to wait before killing."),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Stop and remove the profile's container."""
+        from hvinfra.cli.common import connect, load
+        from hvinfra.launcher import down as stop
+        from hvinfra.output import Output
+
+        output = Output(json_mode=as_json)
+        profile = load(target, profile_file, sets, name=name).profile
+        result = stop(connect(), profile.container_name, keep=keep, timeout=timeout)
+        if as_json:
+            output.data({"name": result.name, "found": result.found, "removed": result.removed})
+        elif not result.found:
+            output.out.print(f"no container named {result.name}: nothing to do")
+        else:
+            output.out.print(
+                f"[green]{'removed' if result.removed else 'stopped'}[/green] {result.name}"
+            )
+
+    @app.command()
+    def status(
+        target: str | None = typer.Argument(None, help="Only this profile's containers."),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """List the containers hvinfra started (found by their labels)."""
+        from rich.table import Table
+
+        from hvinfra.cli.common import connect
+        from hvinfra.launcher import managed_containers
+        from hvinfra.output import Output
+
+        output = Output(json_mode=as_json)
+        rows = [_container_row(c) for c in managed_containers(connect(), target)]
+        if as_json:
+            output.data(rows)
+            return
+        if not rows:
+            output.out.print("no hvinfra containers (start one with `hvinfra up t2v`)")
+            return
+        table = Table("NAME", "PROFILE", "STATUS", "IMAGE", "IMAGE ID", "GPUS", "ID")
+        for row in rows:
+            state = row["status"] + (f" ({row['exit_code']})" if row["status"] == "exited" else "")
+            table.add_row(
+                row["name"], row["profile"], state, row["image"], row["image_id"][7:19],
+                row["gpus"], row["id"],
+            )  # fmt: skip
+        output.table(table)
+
+    @app.command()
+    def logs(
+        target: str = typer.Argument(..., help=TARGET_HELP),
+        profile_file: Path | None = ProfileFileOpt,
+        sets: list[str] = SetOpt,
+        name: str | None = typer.Option(None, "--name", help="Container name instead."),
+        follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output."),
+        tail: int | None = typer.Option(None, "--tail", "-n", help="Only the last N lines."),
+        since: str | None = typer.Option(
+            None, "--since", help="Only output since: 10m, 2h, a unix time or a date."
+        ),
+        timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Prefix timestamps."),
+    ) -> None:
+        """Print the container's output; with -f, follow until it exits or Ctrl-C."""
+        from hvinfra.cli.common import connect, load
+        from hvinfra.launcher import require_container
+
+        profile = load(target, profile_file, sets, name=name).profile
+        engine = connect()
+        info = require_container(engine, profile.container_name, profile.name, running=False)
+        sink = sys.stdout.buffer
+        try:
+            for chunk in engine.logs(
+                info.id, follow=follow, tail=tail, since=since, timestamps=timestamps
+            ):
+                sink.write(chunk)
+                sink.flush()
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    @app.command()
+    def attach(
+        target: str = typer.Argument(..., help=TARGET_HELP),
+        profile_file: Path | None = ProfileFileOpt,
+        sets: list[str] = SetOpt,
+        name: str | None = typer.Option(None, "--name", help="Container name instead."),
+        detach_keys: str = typer.Option(
+            DEFAULT_DETACH_KEYS, "--detach-keys", help="Key sequence that detaches."
+        ),
+    ) -> None:
+        """Attach this terminal to the container's shell; detach with Ctrl-P Ctrl-Q."""
+        from hvinfra.cli.common import connect, load
+        from hvinfra.errors import ContainerStateError
+        from hvinfra.launcher import require_container
+        from hvinfra.output import Output
+        from hvinfra.terminal import relay
+
+        output = Output()
+        profile = load(target, profile_file, sets, name=name).profile
+        engine = connect()
+        info = require_container(engine, profile.container_name, profile.name, running=True)
+        if not (info.tty and info.stdin_open):
+            raise ContainerStateError(
+                f"container {info.name} has no TTY and open stdin, so there is nothing to attach",
+                f"use `hvinfra logs {profile.name} -f` or `hvinfra exec {profile.name} -- CMD`",
+            )
+        output.note(f"attached to {info.name}; detach with {detach_keys} (the shell keeps running)")
+        sock = engine.attach_socket(info.id, detach_keys)
+        relay(sock, on_resize=lambda h, w: engine.resize(info.id, h, w))
+        after = engine.container(info.id)
+        if after is not None and after.running:
+            output.note(f"\r\ndetached from {info.name}; `hvinfra attach {profile.name}` returns")
+        elif after is not None:
+            output.note(f"\r\n{info.name} exited ({after.exit_code})")
+            raise typer.Exit(after.exit_code)
+
+    @app.command(
+        "exec",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def exec_(
+        target: str = typer.Argument(..., help=TARGET_HELP),
+        command: list[str] = typer.Argument(None, help="The command, after --."),
+        profile_file: Path | None = ProfileFileOpt,
+        sets: list[str] = SetOpt,
+        name: str | None = typer.Option(None, "--name", help="Container name instead."),
+        interactive: bool = typer.Option(
+            False, "--interactive", "-i", help="Keep stdin open and allocate a TTY."
+        ),
+        env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE (repeatable)."),
+        workdir: str | None = typer.Option(None, "--workdir", "-w", help="Working directory."),
+    ) -> None:
+        """Run a command in the running container: `hvinfra exec t2v -- nvidia-smi`.
+
+        The exit code is the command's own.
+        """
+        from hvinfra.cli.common import parse_env_flags
+        from hvinfra.launcher import join_argv
+
+        code = _run_exec(
+            target, profile_file, sets, name, join_argv(command or []),
+            interactive=interactive, env=parse_env_flags(env), workdir=workdir,
+        )  # fmt: skip
+        raise typer.Exit(code)
+
+    @app.command()
+    def shell(
+        target: str = typer.Argument(..., help=TARGET_HELP),
+        profile_file: Path | None = ProfileFileOpt,
+        sets: list[str] = SetOpt,
+        name: str | None = typer.Option(None, "--name", help="Container name instead."),
+    ) -> None:
+        """Open an interactive shell in the running container (bash if present, else sh)."""
+        argv = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash; else exec sh; fi"]
+        code = _run_exec(target, profile_file, sets, name, argv, interactive=True)
+        raise typer.Exit(code)
+
+
+def _run_exec(
+    target: str,
+    profile_file: Path | None,
+    sets: list[str],
+    name: str | None,
+    argv: list[str],
+    *,
+    interactive: bool,
+    env: dict[str, str] | None = None,
+    workdir: str | None = None,
+) -> int:
+    import os
+
+    from hvinfra.cli.common import connect, load
+    from hvinfra.launcher import require_container
+    from hvinfra.terminal import relay
+
+    profile = load(target, profile_file, sets, name=name).profile
+    engine = connect()
+    info = require_container(engine, profile.container_name, profile.name, running=True)
+    use_tty = interactive and os.isatty(sys.stdin.fileno())
+    exec_id = engine.exec_create(
+        info.id, argv, tty=use_tty, stdin=interactive, environment=env, workdir=workdir
+    )
+    if interactive:
+        sock = engine.exec_socket(exec_id, tty=use_tty)
+        relay(sock, on_resize=lambda h, w: engine.resize(info.id, h, w, exec_id=exec_id))
+    else:
+        for out, err in engine.exec_stream(exec_id):
+            if out:
+                sys.stdout.buffer.write(out)
+                sys.stdout.buffer.flush()
+            if err:
+                sys.stderr.buffer.write(err)
+                sys.stderr.buffer.flush()
+    code = engine.exec_inspect(exec_id).get("ExitCode")
+    return int(code) if code is not None else 1

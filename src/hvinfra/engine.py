@@ -1,0 +1,529 @@
+"""The docker-py adapter: the only module that imports `docker`, and the one place where the
+engine's errors become HvinfraErrors with a fix."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+from docker.types import DeviceRequest, Ulimit
+
+from hvinfra.errors import (
+    ContainerStateError,
+    DockerUnreachable,
+    EngineRefused,
+    ExitCode,
+    GpuRuntimeError,
+    HvinfraError,
+    ImageError,
+)
+from hvinfra.records import ContainerInfo, EngineInfo, ExecResult, ImageInfo
+from hvinfra.spec import RunSpec
+
+LOG_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A known engine message, what it means, and the fix."""
+
+    pattern: str
+    error: type[HvinfraError]
+    message: str
+    fix: str
+
+
+TOOLKIT_FIX = (
+    "install the NVIDIA Container Toolkit, run `sudo nvidia-ctk runtime configure --runtime=docker`"
+    " and restart dockerd (`sudo systemctl restart docker`); hosts without it can use "
+    "`--set gpu.mode=devices`"
+)
+
+# Order matters: the first pattern found in the engine's message wins.
+FAULTS: tuple[Fault, ...] = (
+    Fault(
+        r"could not select device driver .* capabilities: \[\[gpu\]\]"
+        r"|nvidia-container-runtime-hook.*executable file not found"
+        r"|unknown or invalid runtime name: nvidia",
+        GpuRuntimeError,
+        "Docker cannot give GPUs to containers: no NVIDIA Container Toolkit is registered"
+        " with the daemon",
+        TOOLKIT_FIX,
+    ),
+    Fault(
+        r"error setting rlimit type 8",
+        EngineRefused,
+        "the Docker daemon cannot grant the profile's locked-memory limit (memlock): its own"
+        " hard limit is lower (rootless, nested or sandboxed daemon)",
+        "give dockerd unlimited memlock (systemd: `LimitMEMLOCK=infinity` in docker.service, then"
+        " `systemctl daemon-reload && systemctl restart docker`), or lower it for this run:"
+        " `--set ulimits.memlock=8m`",
+    ),
+    Fault(
+        r"unable to apply caps|privileged mode is incompatible with user namespaces",
+        EngineRefused,
+        "the Docker daemon cannot start privileged containers (rootless, userns-remap or"
+        " sandboxed engine)",
+        "drop --privileged (the default profiles do not need it), or use a rootful daemon",
+    ),
+    Fault(
+        r"error setting rlimit",
+        EngineRefused,
+        "the Docker daemon refused one of the profile's ulimits",
+        "lower the ulimit in the profile (`--set ulimits.NAME=…`) or raise the daemon's limits",
+    ),
+    Fault(
+        r"toomanyrequests|rate limit",
+        ImageError,
+        "the registry refused the pull: rate limit reached",
+        "wait and retry, `docker login` for a higher limit, or use a registry mirror",
+    ),
+    Fault(
+        r"pull access denied|unauthorized|authentication required|denied: requested access",
+        ImageError,
+        "the registry refused the pull: authentication required or access denied",
+        "check the image name, then `docker login REGISTRY` with an account that may pull it",
+    ),
+    Fault(
+        r"no space left on device",
+        ImageError,
+        "Docker's data root ran out of disk space",
+        "free space (`docker system prune`) or move Docker's data-root to a larger disk",
+    ),
+    Fault(
+        r"manifest unknown|manifest for .* not found|not found: manifest",
+        ImageError,
+        "the registry has no such image or tag",
+        "check the image name and tag (`--image REPO:TAG`), or build it (`hvinfra build`)",
+    ),
+    Fault(
+        r"dial tcp|connection refused|no such host|i/o timeout|TLS handshake timeout"
+        r"|server gave HTTP response to HTTPS client|Client.Timeout",
+        ImageError,
+        "the registry cannot be reached",
+        "check the network, the registry address in the image name, and Docker's proxy/mirror"
+        " settings (`docker info`)",
+    ),
+    Fault(
+        r"No such image",
+        ImageError,
+        "the image is not present locally",
+        "pull it (`hvinfra pull` or `--pull missing`), or name a local image with --image",
+    ),
+    Fault(
+        r"Conflict\. The container name .* is already in use",
+        ContainerStateError,
+        "a container with that name already exists",
+        "remove it (`hvinfra down PROFILE` or `docker rm -f NAME`) or choose `--name`",
+    ),
+)
+
+
+def classify(text: str, context: str = "") -> HvinfraError | None:
+    """Map an engine message to an HvinfraError, or None when it is not a known fault."""
+    for fault in FAULTS:
+        if re.search(fault.pattern, text, re.IGNORECASE | re.DOTALL):
+            prefix = f"{context}: " if context else ""
+            detail = text.strip().splitlines()[0] if text.strip() else ""
+            return fault.error(f"{prefix}{fault.message}\n  engine said: {detail}", fault.fix)
+    return None
+
+
+def _daemon_url(client: Any) -> str:
+    with contextlib.suppress(AttributeError):
+        return str(client.api.base_url)
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def _unreachable(exc: BaseException, host: str) -> HvinfraError:
+    text = repr(exc)
+    if "PermissionError" in text or "Permission denied" in text:
+        return DockerUnreachable(
+            f"no permission to use the Docker socket at {host}",
+            "add your user to the docker group (`sudo usermod -aG docker $USER`, then log in"
+            " again; the group is root-equivalent) or use rootless Docker",
+        )
+    return DockerUnreachable(
+        f"cannot reach the Docker daemon at {host}: is dockerd running?",
+        "start it (`sudo systemctl start docker`), or point DOCKER_HOST at the right socket"
+        " (e.g. DOCKER_HOST=unix:///run/user/$UID/docker.sock for rootless Docker)",
+    )
+
+
+@contextlib.contextmanager
+def translate(context: str, host: str = "") -> Iterator[None]:
+    """Turn docker-py and requests exceptions into HvinfraErrors, once, here."""
+    host = host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        yield
+    except HvinfraError:
+        raise
+    except docker.errors.APIError as exc:
+        text = str(exc.explanation or exc)
+        known = classify(text, context)
+        if known is not None:
+            raise known from exc
+        if exc.status_code == 404:
+            raise ContainerStateError(
+                f"{context}: not found\n  engine said: {text}",
+                "check the name with `hvinfra status` or `docker ps -a`",
+            ) from exc
+        raise HvinfraError(
+            f"{context}: the Docker engine refused: {text}",
+            "see the engine's message above; `--debug` shows the full request",
+        ) from exc
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+        raise _unreachable(exc, host) from exc
+    except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
+        raise _unreachable(exc, host) from exc
+
+
+def to_create_kwargs(spec: RunSpec) -> dict[str, Any]:
+    """RunSpec -> keyword arguments of docker-py's `containers.create`. Pure."""
+    kwargs: dict[str, Any] = {
+        "image": spec.image,
+        "name": spec.name,
+        "command": list(spec.command) if spec.command is not None else None,
+        "detach": True,
+        "tty": spec.tty,
+        "stdin_open": spec.stdin_open,
+        "init": spec.init,
+        "ulimits": [Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in spec.ulimits],
+        # The CLI's `-v SRC:DST[:ro]` form, so Binds read exactly as `docker run -v` writes them.
+        "volumes": [f"{m.source}:{m.target}" + (":ro" if m.read_only else "") for m in spec.mounts],
+        "environment": [f"{k}={v}" for k, v in spec.environment],
+        "labels": spec.label_map,
+        "privileged": spec.privileged,
+    }
+    if spec.network_mode:
+        kwargs["network_mode"] = spec.network_mode
+    if spec.uts_mode:
+        kwargs["uts_mode"] = spec.uts_mode
+    if spec.ipc_mode:
+        kwargs["ipc_mode"] = spec.ipc_mode
+    if spec.gpu_request is not None:
+        request = spec.gpu_request
+        kwargs["device_requests"] = [
+            DeviceRequest(
+                driver=request.driver,
+                count=request.count,
+                device_ids=list(request.device_ids) or None,
+                capabilities=[list(group) for group in request.capabilities],
+            )
+        ]
+    if spec.devices:
+        kwargs["devices"] = [
+            f"{d.host_path}:{d.container_path}:{d.permissions}" for d in spec.devices
+        ]
+    if spec.working_dir:
+        kwargs["working_dir"] = spec.working_dir
+    if spec.shm_size is not None:
+        kwargs["shm_size"] = spec.shm_size
+    if spec.restart_policy != "no":
+        kwargs["restart_policy"] = {"Name": spec.restart_policy}
+    if spec.security_opt:
+        kwargs["security_opt"] = list(spec.security_opt)
+    if spec.cap_add:
+        kwargs["cap_add"] = list(spec.cap_add)
+    return kwargs
+
+
+def _container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    return ContainerInfo(
+        id=attrs["Id"],
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        image=str(config.get("Image", "")),
+        image_id=str(attrs.get("Image", "")),
+        status=str(state.get("Status", "unknown")),
+        exit_code=int(state.get("ExitCode") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        labels=dict(config.get("Labels") or {}),
+        tty=bool(config.get("Tty")),
+        stdin_open=bool(config.get("OpenStdin")),
+        started_at=str(state.get("StartedAt", "")),
+        created=str(attrs.get("Created", "")),
+    )
+
+
+def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:
+    config = attrs.get("Config") or {}
+    return ImageInfo(
+        id=attrs["Id"],
+        tags=tuple(attrs.get("RepoTags") or ()),
+        repo_digests=tuple(attrs.get("RepoDigests") or ()),
+        size=int(attrs.get("Size") or 0),
+        env=tuple(config.get("Env") or ()),
+        labels=dict(config.get("Labels") or {}),
+    )
+
+
+class DockerEngine:
+    """A thin, typed face of the Engine API. Policy lives in the launcher, not here."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._api = client.api
+        self.host = _daemon_url(client)
+
+    @classmethod
+    def from_env(cls, timeout: int = LOG_TIMEOUT) -> DockerEngine:
+        """Connect as the docker CLI would: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH."""
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        with translate("connecting to Docker", host):
+            client = docker.from_env(timeout=timeout)
+            client.ping()
+        return cls(client)
+
+    def _translate(self, context: str) -> contextlib.AbstractContextManager[None]:
+        return translate(context, self.host)
+
+    # -- engine -----------------------------------------------------------------------------
+    def info(self) -> EngineInfo:
+        with self._translate("reading Docker's info"):
+            info = self._api.info()
+            version = self._api.version()
+        return EngineInfo(
+            host=self.host,
+            server_version=str(version.get("Version", "")),
+            api_version=str(version.get("ApiVersion", "")),
+            runtimes=tuple(sorted((info.get("Runtimes") or {}).keys())),
+            default_runtime=str(info.get("DefaultRuntime", "")),
+            security_options=tuple(info.get("SecurityOptions") or ()),
+            docker_root_dir=str(info.get("DockerRootDir", "")),
+            os_type=str(info.get("OSType", "linux")),
+        )
+
+    # -- images -----------------------------------------------------------------------------
+    def image(self, ref: str) -> ImageInfo | None:
+        with self._translate(f"inspecting image {ref}"):
+            try:
+                return _image_info(self._api.inspect_image(ref))
+            except docker.errors.ImageNotFound:
+                return None
+
+    def pull_events(self, ref: str) -> Iterator[dict[str, Any]]:
+        """The engine's pull progress events; an in-band error becomes an ImageError."""
+        repository, tag = _split_ref(ref)
+        context = f"pulling {ref}"
+        with self._translate(context):
+            stream = self._api.pull(repository, tag=tag, stream=True, decode=True)
+            try:
+                for event in stream:
+                    if "error" in event or "errorDetail" in event:
+                        text = str(event.get("error") or event["errorDetail"].get("message", ""))
+                        raise classify(text, context) or ImageError(
+                            f"{context}: {text}", "see the registry's message above"
+                        )
+                    yield event
+            finally:
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+    # -- containers -------------------------------------------------------------------------
+    def container(self, name_or_id: str) -> ContainerInfo | None:
+        with self._translate(f"inspecting container {name_or_id}"):
+            try:
+                return _container_info(self._api.inspect_container(name_or_id))
+            except docker.errors.NotFound:
+                return None
+
+    def inspect(self, name_or_id: str) -> dict[str, Any]:
+        with self._translate(f"inspecting container {name_or_id}"):
+            result: dict[str, Any] = self._api.inspect_container(name_or_id)
+            return result
+
+    def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        with self._translate("listing containers"):
+            found = self._api.containers(all=True, filters=filters)
+            result = []
+            for summary in found:
+                with contextlib.suppress(docker.errors.NotFound):
+                    result.append(_container_info(self._api.inspect_container(summary["Id"])))
+        return result
+
+    def create(self, spec: RunSpec) -> str:
+        with self._translate(f"creating container {spec.name}"):
+            container = self._client.containers.create(**to_create_kwargs(spec))
+            return str(container.id)
+
+    def start(self, container_id: str, name: str = "") -> None:
+        with self._translate(f"starting container {name or container_id[:12]}"):
+            self._api.start(container_id)
+
+    def stop(self, container_id: str, timeout: int = 10) -> None:
+        with self._translate(f"stopping container {container_id[:12]}"):
+            self._api.stop(container_id, timeout=timeout)
+
+    def remove(self, container_id: str, force: bool = True) -> None:
+        with self._translate(f"removing container {container_id[:12]}"):
+            try:
+                self._api.remove_container(container_id, force=force, v=True)
+            except docker.errors.NotFound:
+                return
+
+    def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        since: str | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[bytes]:
+        """Log output as bytes; with follow, the stream ends when the container stops."""
+        kwargs: dict[str, Any] = {
+            "stream": True,
+            "follow": follow,
+            "timestamps": timestamps,
+            "tail": "all" if tail is None else tail,
+        }
+        if since:
+            kwargs["since"] = _since_value(since)
+        with self._translate(f"reading logs of {container_id[:12]}"):
+            stream = self._api.logs(container_id, **kwargs)
+            try:
+                yield from stream
+            finally:
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+    def log_tail(self, container_id: str, lines: int = 50) -> str:
+        with self._translate(f"reading logs of {container_id[:12]}"):
+            data = self._api.logs(container_id, stream=False, tail=lines)
+        return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+
+    # -- exec / attach ----------------------------------------------------------------------
+    def exec_create(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        tty: bool = False,
+        stdin: bool = False,
+        environment: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        detach_keys: str | None = None,
+    ) -> str:
+        with self._translate(f"starting a command in {container_id[:12]}"):
+            created = self._api.exec_create(
+                container_id,
+                list(argv),
+                stdout=True,
+                stderr=True,
+                stdin=stdin,
+                tty=tty,
+                environment=dict(environment) if environment else None,
+                workdir=workdir,
+                detach_keys=detach_keys,
+            )
+        return str(created["Id"])
+
+    def exec_stream(self, exec_id: str) -> Iterator[tuple[bytes | None, bytes | None]]:
+        """(stdout, stderr) chunks of a non-TTY exec, as they arrive."""
+        with self._translate("running a command in the container"):
+            yield from self._api.exec_start(exec_id, stream=True, demux=True)
+
+    def exec_socket(self, exec_id: str, tty: bool = True) -> socket.socket:
+        with self._translate("running a command in the container"):
+            sock = self._api.exec_start(exec_id, tty=tty, socket=True)
+        return _raw_socket(sock)
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        with self._translate("inspecting a command in the container"):
+            result: dict[str, Any] = self._api.exec_inspect(exec_id)
+            return result
+
+    def exec_run(self, container_id: str, argv: Sequence[str]) -> ExecResult:
+        """Run a short command to completion and return its exit code and merged output."""
+        exec_id = self.exec_create(container_id, argv)
+        output = b"".join((out or b"") + (err or b"") for out, err in self.exec_stream(exec_id))
+        code = self.exec_inspect(exec_id).get("ExitCode")
+        return ExecResult(exit_code=int(code if code is not None else -1), output=output)
+
+    def attach_socket(self, container_id: str, detach_keys: str) -> socket.socket:
+        params = {
+            "stdin": 1,
+            "stdout": 1,
+            "stderr": 1,
+            "stream": 1,
+            "logs": 0,
+            "detachKeys": detach_keys,
+        }
+        with self._translate(f"attaching to {container_id[:12]}"):
+            sock = self._api.attach_socket(container_id, params=params)
+        return _raw_socket(sock)
+
+    def resize(self, container_id: str, height: int, width: int, exec_id: str = "") -> None:
+        with contextlib.suppress(Exception):
+            if exec_id:
+                self._api.exec_resize(exec_id, height=height, width=width)
+            else:
+                self._api.resize(container_id, height=height, width=width)
+
+    def wait(self, container_id: str, timeout: float | None = None) -> int:
+        with self._translate(f"waiting for {container_id[:12]}"):
+            result = self._api.wait(container_id, timeout=timeout)
+        return int(result.get("StatusCode", -1))
+
+    # -- files ------------------------------------------------------------------------------
+    def put_archive(self, container_id: str, path: str, data: bytes) -> None:
+        with self._translate(f"copying files into {container_id[:12]}"):
+            self._api.put_archive(container_id, path, data)
+
+    def get_archive(self, container_id: str, path: str) -> Iterator[bytes]:
+        with self._translate(f"copying {path} out of {container_id[:12]}"):
+            stream, _ = self._api.get_archive(container_id, path)
+            yield from stream
+
+
+def _raw_socket(sock: Any) -> socket.socket:
+    """docker-py hands back a SocketIO wrapper for unix/tcp sockets; relays need the socket."""
+    raw = getattr(sock, "_sock", sock)
+    assert isinstance(raw, socket.socket)
+    return raw
+
+
+def _split_ref(ref: str) -> tuple[str, str | None]:
+    """'repo:tag' -> ('repo', 'tag'); digests and registry ports are kept intact."""
+    if "@" in ref:
+        return ref, None
+    name, sep, tag = ref.rpartition(":")
+    if sep and "/" not in tag:
+        return name, tag
+    return ref, "latest"
+
+
+def _since_value(since: str) -> Any:
+    """Docker's --since: a unix time, an RFC 3339 date, or a duration like 10m / 2h."""
+    match = re.fullmatch(r"(\d+)([smhd])", since.strip())
+    if match:
+        import datetime as dt
+
+        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return dt.datetime.now(tz=dt.timezone.utc) - dt.timedelta(seconds=seconds)
+    if since.isdigit():
+        return int(since)
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise HvinfraError(
+            f"--since {since!r} is not a time",
+            "use a duration (10m, 2h), a unix time, or a date like 2026-11-28T10:00:00",
+            exit_code=ExitCode.USAGE,
+        ) from exc
+
+
+ProgressCallback = Callable[[dict[str, Any]], None]

@@ -1,0 +1,263 @@
+"""Container lifecycle as plan-then-execute over an Engine protocol.
+
+Never imports docker, pynvml, rich or typer: the CLI passes in the engine and callbacks, and the
+launcher returns records. Tests drive it with a real engine or a hand-written fake.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+from hvinfra.errors import (
+    ContainerExited,
+    ContainerStateError,
+    HvinfraError,
+    ImageError,
+    Interrupted,
+)
+from hvinfra.records import ContainerInfo, ImageInfo
+from hvinfra.spec import LABEL_MANAGED, RunSpec
+
+EXIT_SIGNALS = {129: "SIGHUP", 130: "SIGINT", 134: "SIGABRT", 136: "SIGFPE", 137: "SIGKILL",
+                139: "SIGSEGV", 143: "SIGTERM"}  # fmt: skip
+EXIT_HINTS = {
+    125: "the engine could not run the command",
+    126: "the command could not be invoked (not executable)",
+    127: "the command was not found in the image",
+    136: "floating point exception: a known CUDA 12 problem of HunyuanVideo on some GPUs; use"
+    " the cuda_12 image with CUBLAS >= 12.4.5.8, or the cuda_11 tag",
+    137: "killed (SIGKILL): often the out-of-memory killer",
+}
+
+
+class PullPolicy(str, Enum):
+    MISSING = "missing"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class Engine(Protocol):
+    host: str
+
+    def image(self, ref: str) -> ImageInfo | None: ...
+    def pull_events(self, ref: str) -> Iterator[dict[str, Any]]: ...
+    def container(self, name_or_id: str) -> ContainerInfo | None: ...
+    def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]: ...
+    def create(self, spec: RunSpec) -> str: ...
+    def start(self, container_id: str, name: str = "") -> None: ...
+    def stop(self, container_id: str, timeout: int = 10) -> None: ...
+    def remove(self, container_id: str, force: bool = True) -> None: ...
+    def log_tail(self, container_id: str, lines: int = 50) -> str: ...
+
+
+PullObserver = Callable[[Iterator[dict[str, Any]]], None]
+
+
+def consume(events: Iterator[dict[str, Any]]) -> None:
+    for _ in events:
+        pass
+
+
+@dataclass(frozen=True)
+class UpResult:
+    container: ContainerInfo
+    action: str  # "created", "already-running", "replaced"
+    pulled: bool
+
+
+def ensure_image(
+    engine: Engine, ref: str, policy: PullPolicy, observe: PullObserver = consume
+) -> bool:
+    """Make `ref` present per the pull policy; True when a pull happened."""
+    present = engine.image(ref) is not None
+    if policy is PullPolicy.NEVER:
+        if not present:
+            raise ImageError(
+                f"image {ref} is not present locally and --pull never forbids pulling it",
+                f"pull it first (`hvinfra pull` / `docker pull {ref}`) or use --pull missing",
+            )
+        return False
+    if present and policy is PullPolicy.MISSING:
+        return False
+    observe(engine.pull_events(ref))
+    if engine.image(ref) is None:
+        raise ImageError(f"pulled {ref} but the engine does not list it", "pull it again")
+    return True
+
+
+def _existing_problem(existing: ContainerInfo, profile_name: str) -> HvinfraError:
+    owner = "created by hvinfra" if existing.managed else "not created by hvinfra"
+    if existing.managed:
+        fix = (
+            f"`hvinfra up {profile_name} --replace` recreates it, `hvinfra down {profile_name}`"
+            " removes it"
+        )
+    else:
+        fix = f"remove it (`docker rm -f {existing.name}`) or pick another name with --name"
+    return ContainerStateError(
+        f"a container named {existing.name} already exists ({existing.status}, {owner})", fix
+    )
+
+
+def ensure_host_dirs(spec: RunSpec) -> None:
+    """Create missing bind-mount sources as the calling user (dockerd would make them root's)."""
+    for mount in spec.mounts:
+        path = Path(mount.source)
+        if not path.exists():
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def _profile_of(info: ContainerInfo) -> str:
+    return info.labels.get("io.hvinfra.profile", info.name)
+
+
+def exit_explanation(code: int) -> str:
+    parts = [f"exit code {code}"]
+    if code in EXIT_SIGNALS:
+        parts.append(EXIT_SIGNALS[code])
+    if code in EXIT_HINTS:
+        parts.append(EXIT_HINTS[code])
+    return ", ".join(parts)
+
+
+def wait_running(
+    engine: Engine,
+    container_id: str,
+    *,
+    timeout: float = 30.0,
+    settle: float = 1.0,
+    poll: float = 0.1,
+) -> ContainerInfo:
+    """Wait until running (and still running after `settle` seconds) or raise with its logs."""
+    deadline = time.monotonic() + timeout
+    running_since: float | None = None
+    while True:
+        info = engine.container(container_id)
+        if info is None:
+            raise ContainerStateError(
+                "the container disappeared right after it was created",
+                "another tool removed it (auto-remove?); check `docker events`",
+            )
+        if info.status in {"exited", "dead"}:
+            tail = engine.log_tail(container_id, 50)
+            oom = " (killed by the out-of-memory killer)" if info.oom_killed else ""
+            shown = "\n".join("    " + line for line in tail.rstrip().splitlines()[-20:])
+            raise ContainerExited(
+                f"container {info.name} stopped right after start: "
+                f"{exit_explanation(info.exit_code)}{oom}"
+                + (f"\n  last log lines:\n{shown}" if shown else "\n  (it printed nothing)"),
+                f"read the whole log with `hvinfra logs {_profile_of(info)}`;"
+                " fix the cause, then `hvinfra up … --replace`",
+                status=info.exit_code,
+                log_tail=tail,
+            )
+        now = time.monotonic()
+        if info.status == "running":
+            running_since = running_since or now
+            if now - running_since >= settle:
+                return info
+        if now > deadline:
+            if info.status == "running":
+                return info
+            raise ContainerStateError(
+                f"container {info.name} is still {info.status} after {timeout:.0f}s",
+                "check `docker events` and the daemon's log",
+            )
+        time.sleep(poll)
+
+
+def up(
+    engine: Engine,
+    spec: RunSpec,
+    *,
+    profile_name: str,
+    pull: PullPolicy = PullPolicy.MISSING,
+    replace: bool = False,
+    observe_pull: PullObserver = consume,
+    wait_timeout: float = 30.0,
+    settle: float = 1.0,
+) -> UpResult:
+    existing = engine.container(spec.name)
+    action = "created"
+    if existing is not None and not replace:
+        if existing.running and existing.managed:
+            return UpResult(existing, "already-running", pulled=False)
+        raise _existing_problem(existing, profile_name)
+    pulled = ensure_image(engine, spec.image, pull, observe_pull)
+    if existing is not None:
+        engine.remove(existing.id, force=True)
+        action = "replaced"
+    ensure_host_dirs(spec)
+    container_id = engine.create(spec)
+    try:
+        engine.start(container_id, spec.name)
+        info = wait_running(engine, container_id, timeout=wait_timeout, settle=settle)
+    except ContainerExited:
+        raise  # keep the exited container: its logs are what the user needs next
+    except KeyboardInterrupt as exc:
+        engine.remove(container_id, force=True)
+        raise Interrupted(
+            "interrupted: the container this command created was removed", ""
+        ) from exc
+    except BaseException:
+        engine.remove(container_id, force=True)  # nothing half-made stays behind
+        raise
+    return UpResult(info, action, pulled)
+
+
+@dataclass(frozen=True)
+class DownResult:
+    name: str
+    found: bool
+    removed: bool
+    container_id: str = ""
+
+
+def down(engine: Engine, name: str, *, keep: bool = False, timeout: int = 10) -> DownResult:
+    existing = engine.container(name)
+    if existing is None:
+        return DownResult(name, found=False, removed=False)
+    if existing.running or existing.status in {"paused", "restarting"}:
+        engine.stop(existing.id, timeout=timeout)
+    if not keep:
+        engine.remove(existing.id, force=True)
+    return DownResult(name, found=True, removed=not keep, container_id=existing.id)
+
+
+def managed_containers(engine: Engine, profile: str | None = None) -> list[ContainerInfo]:
+    labels = {LABEL_MANAGED: "true"}
+    if profile:
+        labels["io.hvinfra.profile"] = profile
+    return sorted(engine.containers(labels), key=lambda c: c.name)
+
+
+def require_container(
+    engine: Engine, name: str, profile_name: str, *, running: bool
+) -> ContainerInfo:
+    info = engine.container(name)
+    if info is None:
+        raise ContainerStateError(
+            f"no container named {name}", f"start it with `hvinfra up {profile_name}`"
+        )
+    if running and not info.running:
+        raise ContainerStateError(
+            f"container {name} is {info.status}, not running",
+            f"`hvinfra up {profile_name} --replace` starts it afresh"
+            f" (`hvinfra logs {profile_name}` shows why it stopped)",
+        )
+    return info
+
+
+def gpus_of(info: ContainerInfo) -> str:
+    return info.labels.get("io.hvinfra.gpus", "")
+
+
+def join_argv(argv: Sequence[str]) -> list[str]:
+    if not argv:
+        raise HvinfraError("no command given", "write the command after --, e.g. `-- nvidia-smi`")
+    return list(argv)

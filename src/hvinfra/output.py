@@ -1,0 +1,63 @@
+"""Consoles, tables, JSON and the error renderer: chosen once at the CLI edge.
+
+Data goes to stdout, progress and messages to stderr, so `--json` output stays parseable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hvinfra.errors import HvinfraError
+
+
+@dataclass
+class Output:
+    json_mode: bool = False
+    out: Console = field(default_factory=lambda: Console(soft_wrap=True, highlight=False))
+    err: Console = field(
+        default_factory=lambda: Console(stderr=True, soft_wrap=True, highlight=False)
+    )
+
+    def data(self, payload: Any) -> None:
+        """Machine-readable result: JSON on stdout."""
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+        sys.stdout.flush()
+
+    def info(self, message: str) -> None:
+        if not self.json_mode:
+            self.err.print(message)
+
+    def note(self, message: str) -> None:
+        """Always shown (also with --json), on stderr."""
+        self.err.print(message)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/yellow] {message}")
+
+    def table(self, table: Table) -> None:
+        self.out.print(table)
+
+    def line(self, text: str) -> None:
+        """A plain line on stdout, no markup (a command line to copy, say)."""
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+def render_error(error: HvinfraError, *, debug: bool = False) -> None:
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(f"[bold red]error:[/bold red] {error.message}", markup=True, emoji=False)
+    if error.fix:
+        console.print(f"[bold]fix:[/bold] {error.fix}", emoji=False)
+    if debug:
+        cause = error.__cause__ or error.__context__
+        depth = 0
+        while cause is not None and depth < 5:
+            console.print(f"[dim]caused by: {type(cause).__name__}: {cause}[/dim]", emoji=False)
+            cause = cause.__cause__ or cause.__context__
+            depth += 1

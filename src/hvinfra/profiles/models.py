@@ -1,0 +1,175 @@
+"""The profile model: one YAML file per workload (t2v, i2v), validated with extra keys forbidden."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from hvinfra.profiles.sizes import parse_size
+
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
+
+UNLIMITED = -1
+_GPU_UUID = re.compile(r"^(GPU|MIG)-[0-9a-fA-F-]+$")
+_CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _limit(value: object) -> int:
+    if isinstance(value, str) and value.strip().lower() in {"unlimited", "-1"}:
+        return UNLIMITED
+    limit = parse_size(value)
+    if limit < UNLIMITED:
+        raise ValueError("a limit is -1 (unlimited) or a non-negative number")
+    return limit
+
+
+Limit = Annotated[int, BeforeValidator(_limit)]
+
+
+class Ulimit(_Strict):
+    """One ulimit; a bare number or size sets soft = hard, -1 / 'unlimited' means no limit."""
+
+    soft: Limit
+    hard: Limit
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_means_soft_equals_hard(cls, value: Any) -> Any:
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            return {"soft": value, "hard": value}
+        return value
+
+    @model_validator(mode="after")
+    def _soft_within_hard(self) -> Ulimit:
+        if self.hard != UNLIMITED and (self.soft == UNLIMITED or self.soft > self.hard):
+            raise ValueError(f"soft limit {self.soft} exceeds hard limit {self.hard}")
+        return self
+
+
+class Volume(_Strict):
+    """A bind mount: a host folder (created if missing) mounted at a container path."""
+
+    host: str
+    container: str
+    read_only: bool = False
+
+    @field_validator("container")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"container path {value!r} must be absolute")
+        return value
+
+
+GpuSelection = Literal["all", "none"] | list[str]
+
+
+class GpuConfig(_Strict):
+    """Which GPUs the container gets and how.
+
+    mode `toolkit` asks the NVIDIA Container Toolkit through a device request (like `--gpus`);
+    `devices` passes the device nodes and the host driver's files directly, for hosts without it.
+    """
+
+    mode: Literal["toolkit", "devices"] = "toolkit"
+    devices: GpuSelection = "all"
+    capabilities: list[str] = Field(default_factory=lambda: ["gpu"])
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _parse_devices(cls, value: Any) -> Any:
+        return parse_gpu_selection(value)
+
+
+def parse_gpu_selection(value: Any) -> Any:
+    """`all`, `none`, `0,1`, `GPU-uuid`, 3 or [0, 'GPU-…'] -> 'all' | 'none' | ['0', 'GPU-…']."""
+    if isinstance(value, bool):
+        raise ValueError("GPUs are 'all', 'none', or a list of indices/UUIDs")
+    if isinstance(value, int):
+        value = [value]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("device="):
+            text = text[len("device=") :].strip("\"'")
+        if text.lower() in {"all", "none"}:
+            return text.lower()
+        value = [part.strip() for part in text.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)):
+        items = [str(item).strip() for item in value]
+        if not items:
+            raise ValueError("an empty GPU list: use 'none' for no GPUs")
+        for item in items:
+            if not (item.isdigit() or _GPU_UUID.match(item)):
+                raise ValueError(f"{item!r} is neither a GPU index (0, 1, …) nor a GPU/MIG UUID")
+        if len(set(items)) != len(items):
+            raise ValueError(f"GPU list {items} names a device twice")
+        return items
+    return value
+
+
+class Profile(_Strict):
+    """A resolved profile: everything needed to start one HunyuanVideo container."""
+
+    name: str
+    description: str = ""
+    image: str
+    container_name: str
+    network_mode: str = "host"
+    uts_mode: str | None = "host"
+    ipc_mode: str | None = "host"
+    init: bool = True
+    tty: bool = True
+    stdin_open: bool = True
+    ulimits: dict[str, Ulimit] = Field(default_factory=dict)
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
+    shm_size: ByteSize | None = None
+    volumes: dict[str, Volume] = Field(default_factory=dict)
+    environment: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+    command: list[str] | None = None
+    restart_policy: Literal["no", "always", "unless-stopped", "on-failure"] = "no"
+    privileged: bool = False
+    security_opt: list[str] = Field(default_factory=list)
+    cap_add: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("container_name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _CONTAINER_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
+            )
+        return value
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _env_values_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): "" if v is None else str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_as_argv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("command must be a list of arguments (argv), not a shell string")
+        return value
+
+    @field_validator("ulimits")
+    @classmethod
+    def _known_ulimits(cls, value: dict[str, Ulimit]) -> dict[str, Ulimit]:
+        known = {
+            "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+            "nproc", "rss", "rtprio", "rttime", "sigpending", "stack",
+        }  # fmt: skip
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown ulimit(s) {unknown}; known: {sorted(known)}")
+        return value

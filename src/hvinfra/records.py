@@ -1,0 +1,96 @@
+"""Plain records the engine adapter returns: no docker types leak past the adapter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: tuple[str, ...] = ()
+    repo_digests: tuple[str, ...] = ()
+    size: int = 0
+    env: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    image: str  # the reference it was created from
+    image_id: str
+    status: str  # created, running, exited, paused, restarting, dead
+    exit_code: int = 0
+    oom_killed: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    tty: bool = False
+    stdin_open: bool = False
+    started_at: str = ""
+    created: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get("io.hvinfra.managed") == "true"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    host: str
+    server_version: str
+    api_version: str
+    runtimes: tuple[str, ...]
+    default_runtime: str
+    security_options: tuple[str, ...]
+    docker_root_dir: str
+    os_type: str = "linux"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: bytes = b""
+
+
+@dataclass(frozen=True)
+class GpuProcess:
+    pid: int
+    used_memory_bytes: int | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """One GPU as NVML reports it (all sizes in bytes)."""
+
+    index: int
+    uuid: str
+    name: str
+    memory_total_bytes: int
+    memory_used_bytes: int
+    memory_free_bytes: int
+    compute_capability: tuple[int, int]
+    minor_number: int | None = None  # /dev/nvidiaN
+    mig_mode: bool | None = None  # None: not supported by this GPU
+    utilization_percent: int | None = None
+    compute_mode: str | None = None  # default, exclusive_process, prohibited
+    processes: tuple[GpuProcess, ...] = ()
+
+
+@dataclass(frozen=True)
+class GpuSystem:
+    """What NVML sees on the host: driver, CUDA version the driver supports, GPUs."""
+
+    driver_version: str
+    cuda_driver_version: tuple[int, int]  # e.g. (13, 0) from nvmlSystemGetCudaDriverVersion_v2
+    gpus: tuple[GpuInfo, ...]
+    nvml_library_path: str | None = None  # where libnvidia-ml.so.1 was loaded from

@@ -1,0 +1,146 @@
+"""Profile -> RunSpec (what to create), a pure function; the engine adapter turns a RunSpec into
+docker-py kwargs and `argv.py` into the equivalent `docker run` line, so the two cannot drift."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+from hvinfra import __version__
+from hvinfra.profiles.models import Profile
+
+LABEL_MANAGED = "io.hvinfra.managed"
+LABEL_PROFILE = "io.hvinfra.profile"
+LABEL_VERSION = "io.hvinfra.version"
+LABEL_SPEC_HASH = "io.hvinfra.spec-hash"
+LABEL_GPUS = "io.hvinfra.gpus"
+
+# What `--privileged` turns on: exactly the official line's two isolation-lowering flags.
+OFFICIAL_PRIVILEGED_SECURITY_OPT = ("seccomp=unconfined",)
+
+
+@dataclass(frozen=True)
+class UlimitSpec:
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """A device request for the NVIDIA Container Toolkit: all GPUs (count -1) or listed ones."""
+
+    count: int = 0
+    device_ids: tuple[str, ...] = ()
+    capabilities: tuple[tuple[str, ...], ...] = (("gpu",),)
+    driver: str = ""
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class DeviceNode:
+    host_path: str
+    container_path: str
+    permissions: str = "rwm"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    image: str
+    name: str
+    command: tuple[str, ...] | None = None
+    tty: bool = False
+    stdin_open: bool = False
+    init: bool = False
+    network_mode: str | None = None
+    uts_mode: str | None = None
+    ipc_mode: str | None = None
+    ulimits: tuple[UlimitSpec, ...] = ()
+    gpu_request: GpuRequest | None = None
+    devices: tuple[DeviceNode, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    working_dir: str | None = None
+    shm_size: int | None = None
+    restart_policy: str = "no"
+    privileged: bool = False
+    security_opt: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    @property
+    def env_map(self) -> dict[str, str]:
+        return dict(self.environment)
+
+
+def gpu_request_for(profile: Profile) -> GpuRequest | None:
+    devices = profile.gpu.devices
+    if profile.gpu.mode != "toolkit" or devices == "none":
+        return None
+    capabilities = (tuple(profile.gpu.capabilities),)
+    if devices == "all":
+        return GpuRequest(count=-1, capabilities=capabilities)
+    return GpuRequest(device_ids=tuple(devices), capabilities=capabilities)
+
+
+def gpus_label(profile: Profile) -> str:
+    devices = profile.gpu.devices
+    return devices if isinstance(devices, str) else ",".join(devices)
+
+
+def spec_hash(spec: RunSpec) -> str:
+    """A digest of everything that defines the container, to tell a changed profile apart."""
+    data = asdict(replace(spec, labels=tuple(kv for kv in spec.labels if kv[0] != LABEL_SPEC_HASH)))
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_run_spec(profile: Profile, *, extra_labels: dict[str, str] | None = None) -> RunSpec:
+    """The container the profile describes. Pure: no I/O, no docker import."""
+    security_opt = list(profile.security_opt)
+    if profile.privileged:
+        security_opt = [opt for opt in security_opt if not opt.startswith("no-new-privileges")]
+        security_opt += [o for o in OFFICIAL_PRIVILEGED_SECURITY_OPT if o not in security_opt]
+    labels = {
+        **profile.labels,
+        LABEL_MANAGED: "true",
+        LABEL_PROFILE: profile.name,
+        LABEL_VERSION: __version__,
+        LABEL_GPUS: gpus_label(profile),
+        **(extra_labels or {}),
+    }
+    spec = RunSpec(
+        image=profile.image,
+        name=profile.container_name,
+        command=tuple(profile.command) if profile.command is not None else None,
+        tty=profile.tty,
+        stdin_open=profile.stdin_open,
+        init=profile.init,
+        network_mode=profile.network_mode,
+        uts_mode=profile.uts_mode,
+        ipc_mode=profile.ipc_mode,
+        ulimits=tuple(
+            UlimitSpec(name, limit.soft, limit.hard) for name, limit in profile.ulimits.items()
+        ),
+        gpu_request=gpu_request_for(profile),
+        mounts=tuple(Mount(v.host, v.container, v.read_only) for v in profile.volumes.values()),
+        environment=tuple(profile.environment.items()),
+        working_dir=profile.working_dir,
+        shm_size=profile.shm_size,
+        restart_policy=profile.restart_policy,
+        privileged=profile.privileged,
+        security_opt=tuple(security_opt),
+        cap_add=tuple(profile.cap_add),
+        labels=tuple(sorted(labels.items())),
+    )
+    return replace(spec, labels=(*spec.labels, (LABEL_SPEC_HASH, spec_hash(spec))))
