@@ -24,6 +24,10 @@ class ExitCode(IntEnum):
     PREFLIGHT = 10  # a pre-flight check failed (VRAM, driver, disk...)
     ASSETS = 11  # model code or weights missing
     JOB_FAILED = 12  # a generation/exec job exited non-zero
+    CODE_SOURCE = (
+        20  # fetching the model code failed: git missing, clone/fetch failed, local changes
+    )
+    HUB = 21  # the model hub: unreachable, gated repo, token, huggingface_hub not installed
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -82,6 +86,14 @@ class PreflightFailed(HvinfraError):
 
 class AssetsMissing(HvinfraError):
     exit_code = ExitCode.ASSETS
+
+
+class CodeSourceError(HvinfraError):
+    exit_code = ExitCode.CODE_SOURCE
+
+
+class HubError(HvinfraError):
+    exit_code = ExitCode.HUB
 
 
 class JobFailed(HvinfraError):

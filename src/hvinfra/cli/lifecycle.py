@@ -33,6 +33,23 @@ def _container_row(info: ContainerInfo) -> dict[str, Any]:
     }
 
 
+def _warn_about_assets(output: Any, profile: Any, target: str) -> None:
+    """`up` starts the container anyway (it is a shell); it says what the scripts will miss."""
+    from hvinfra.assets import assets_report, failed
+    from hvinfra.errors import HvinfraError
+
+    try:
+        bad = failed(assets_report(profile))
+    except HvinfraError:
+        return
+    if bad:
+        listed = ", ".join(f"{row.piece} ({row.state.value})" for row in bad)
+        output.warn(
+            f"model assets not ready: {listed}; the sample scripts will fail until"
+            f" `hvinfra models pull {target}` (`hvinfra models check {target}` lists each fix)"
+        )
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def up(
@@ -97,6 +114,7 @@ def register(app: typer.Typer) -> None:
             else:
                 output.line(shell_line(argv))
             return
+        _warn_about_assets(output, profile, target)
         if profile.privileged:
             output.warn(
                 "--privileged: the container gets every capability and device and no seccomp"
