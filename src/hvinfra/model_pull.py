@@ -183,7 +183,7 @@ class PullTools:
     say: Callable[[str], None] = lambda _text: None
     on_output: Callable[[bytes], None] = lambda _chunk: None
     observe_image_pull: PullObserver = consume
-    disk_free: Callable[[Path], int] = free_bytes
+    disk_free: Callable[[Path], int] = lambda path: free_bytes(path)
 
 
 class _Poller:
