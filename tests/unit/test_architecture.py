@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "hvinfra"
-CORE = ("launcher", "spec", "argv", "profiles", "checks", "records", "errors", "generate_plan")
+CORE = ("launcher", "spec", "argv", "profiles", "checks", "records", "errors", "generate_plan",
+        "assets", "model_pull", "preprocess", "git_source", "asset_probe")  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:
@@ -33,7 +34,10 @@ def _top(name: str) -> str:
     return name.split(".")[0]
 
 
-@pytest.mark.parametrize(("package", "allowed"), [("docker", {"engine"}), ("pynvml", {"gpu"})])
+@pytest.mark.parametrize(
+    ("package", "allowed"),
+    [("docker", {"engine"}), ("pynvml", {"gpu"}), ("huggingface_hub", {"hub"})],
+)
 def test_only_the_adapter_imports_its_library(package: str, allowed: set[str]) -> None:
     users = {mod for mod, names in _modules().items() if package in {_top(n) for n in names}}
     assert users <= allowed, f"{package} imported outside its adapter: {sorted(users - allowed)}"
