@@ -41,10 +41,11 @@ def _root(
 
 
 def _register() -> None:
-    from hvinfra.cli import config_cmd, lifecycle
+    from hvinfra.cli import config_cmd, doctor, lifecycle
 
     lifecycle.register(app)
     config_cmd.register(app)
+    doctor.register(app)
 
 
 _register()
