@@ -15,7 +15,7 @@ from hvinfra.checks import (
     Facts,
     select_gpus,
 )
-from hvinfra.errors import HvinfraError
+from hvinfra.errors import DockerUnreachable, HvinfraError
 from hvinfra.gpu import GpuProbe
 from hvinfra.profiles.models import Profile
 from hvinfra.records import EngineInfo, GpuSystem, ImageInfo
@@ -80,6 +80,10 @@ def gather(
         image = engine.image(profile.image)
     except HvinfraError as error:
         engine_error = error
+    except ImportError as exc:  # a GPU-only host may lack the docker package
+        engine_error = DockerUnreachable(
+            f"the docker Python package is not installed ({exc})", "`pip install docker`"
+        )
     system, gpu_error = gpus if gpus is not None else probe_gpus(probe)
     socket_path = hostinfo.local_socket(docker_host)
     root_free = None

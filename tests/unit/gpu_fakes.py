@@ -25,7 +25,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gpu"
 GIB = 1024**3
 
 
-def recorded(name: str = "h100-80gb.json") -> GpuSystem:
+def recorded(name: str = "recorded.json") -> GpuSystem:
     return gpu_system_from_dict(json.loads((FIXTURES / name).read_text()))
 
 
