@@ -195,7 +195,7 @@ def what_would_fit(
         if alt.gib <= best:
             options.append(
                 FitOption(
-                    f"{resolution} with CPU offload (slower)", alt.gib, "--use-cpu-offload", True
+                    f"{resolution} with CPU offload, slower", alt.gib, "--use-cpu-offload", True
                 )
             )
     per_gpu = max(req.xdit_per_gpu_gib, req.floor_gib)
