@@ -158,9 +158,10 @@ def check_gpu_runtime(facts: Facts) -> CheckResult:
 
     - `nvidia` in the daemon's runtimes (`docker info`): registered by `nvidia-ctk runtime
       configure`.
-    - otherwise nvidia-container-runtime-hook installed on this host: dockerd registers its GPU
-      device driver for `--gpus` when it finds the hook on ITS PATH at start, which `docker info`
-      does not show; we can only see our own PATH and the usual folders.
+    - otherwise nvidia-container-runtime-hook found: dockerd registers its GPU device driver for
+      `--gpus` when it finds the hook on ITS PATH at start, which `docker info` does not show.
+      We read dockerd's PATH from /proc/<pid>/environ when allowed (root), else look on our own
+      PATH and in the usual folders.
     Neither proves a GPU container starts; only starting one does (`hvinfra up`).
     """
     name = "gpu_runtime"

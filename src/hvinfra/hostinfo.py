@@ -128,8 +128,23 @@ def daemon_process(pid: int, proc: Path = Path("/proc")) -> DaemonProcess | None
     return DaemonProcess(pid, limits[0], limits[1], has_capability(status, CAP_SYS_RESOURCE))
 
 
-def find_hook() -> str | None:
-    """Where nvidia-container-runtime-hook is installed on this host, if anywhere."""
+def process_path(pid: int, proc: Path = Path("/proc")) -> list[str]:
+    """The PATH folders of a process, when its environ is readable (same user or root)."""
+    with contextlib.suppress(OSError):
+        for item in (proc / str(pid) / "environ").read_bytes().split(b"\0"):
+            if item.startswith(b"PATH="):
+                return [d for d in item[5:].decode(errors="replace").split(":") if d]
+    return []
+
+
+def find_hook(daemon_pid: int | None = None) -> str | None:
+    """Where nvidia-container-runtime-hook is: on dockerd's own PATH when we may read it (that
+    is where dockerd looks), else on ours or in the usual folders."""
+    if daemon_pid is not None:
+        for folder in process_path(daemon_pid):
+            candidate = Path(folder) / HOOK
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
     found = shutil.which(HOOK)
     if found:
         return found

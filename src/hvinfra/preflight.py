@@ -48,10 +48,9 @@ def probe_gpus(probe: GpuProbe) -> tuple[GpuSystem | None, HvinfraError | None]:
         return None, error
 
 
-def _daemon_memlock(socket_path: str | None) -> DaemonMemlock:
+def _daemon_memlock(socket_path: str | None, pid: int | None) -> DaemonMemlock:
     if socket_path is None:
         return DaemonMemlock(source="remote daemon: its limits cannot be read from here")
-    pid = hostinfo.daemon_pid(socket_path)
     if pid is None:
         return DaemonMemlock(source=f"no dockerd process found behind {socket_path}")
     process = hostinfo.daemon_process(pid)
@@ -96,6 +95,9 @@ def gather(
         disk = hostinfo.disk_free(weights.host)
         weights_free = disk.free_bytes if disk else None
     memlock = profile.ulimits.get("memlock")
+    pid = None
+    if engine_info is not None and socket_path is not None:
+        pid = hostinfo.daemon_pid(socket_path)
     return Facts(
         workload=profile.workload,
         resolution=profile.resolution,
@@ -109,14 +111,14 @@ def gather(
         gpus=system,
         gpu_error=gpu_error,
         image=image,
-        hook_path=hostinfo.find_hook(),
+        hook_path=hostinfo.find_hook(pid),
         daemon_local=socket_path is not None,
         docker_root_free=root_free,
         weights_path=weights.host if weights else None,
         weights_free=weights_free,
         weights_present=hostinfo.folder_has_files(weights.host) if weights else False,
         memlock_wanted=memlock.hard if memlock else None,
-        memlock=_daemon_memlock(socket_path) if engine_info is not None else DaemonMemlock(),
+        memlock=_daemon_memlock(socket_path, pid) if engine_info is not None else DaemonMemlock(),
     )
 
 
