@@ -67,6 +67,14 @@ class GpuRuntimeError(HvinfraError):
     exit_code = ExitCode.GPU_RUNTIME
 
 
+class NvmlError(GpuRuntimeError):
+    """NVML (the driver's management library) failed; `code` is NVML's error code, if any."""
+
+    def __init__(self, message: str, fix: str = "", *, code: int | None = None) -> None:
+        super().__init__(message, fix)
+        self.code = code
+
+
 class EngineRefused(HvinfraError):
     exit_code = ExitCode.ENGINE_REFUSED
 

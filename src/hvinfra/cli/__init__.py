@@ -41,10 +41,11 @@ def _root(
 
 
 def _register() -> None:
-    from hvinfra.cli import config_cmd, lifecycle, models_cmd
+    from hvinfra.cli import config_cmd, doctor, lifecycle, models_cmd
 
     lifecycle.register(app)
     config_cmd.register(app)
+    doctor.register(app)
     models_cmd.register(app)
 
 

@@ -199,6 +199,9 @@ class Profile(_Strict):
 
     name: str
     description: str = ""
+    # What the container is for, so pre-flight knows what to require (data/requirements.yaml).
+    workload: Literal["t2v", "i2v"] = "t2v"
+    resolution: Literal["720p", "540p", "360p"] = "720p"
     image: str
     container_name: str
     network_mode: str = "host"
