@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     PREFLIGHT = 10  # a pre-flight check failed (VRAM, driver, disk...)
     ASSETS = 11  # model code or weights missing
     JOB_FAILED = 12  # a generation/exec job exited non-zero
+    REWRITE = 25  # prompt rewrite: no endpoint configured, endpoint unreachable or refused
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -86,6 +87,10 @@ class AssetsMissing(HvinfraError):
 
 class JobFailed(HvinfraError):
     exit_code = ExitCode.JOB_FAILED
+
+
+class RewriteFailed(HvinfraError):
+    exit_code = ExitCode.REWRITE
 
 
 class Interrupted(HvinfraError):

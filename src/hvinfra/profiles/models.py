@@ -118,6 +118,18 @@ def parse_gpu_selection(value: Any) -> Any:
     return value
 
 
+class RewriteSettings(_Strict):
+    """Prompt rewrite (`hvinfra generate --rewrite`): an OpenAI-compatible chat endpoint.
+
+    The API key is never a profile value: it comes from HVINFRA_REWRITE_API_KEY or a key file.
+    """
+
+    endpoint: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    model: str = "hunyuan-large"
+    api_key_file: str | None = None
+    timeout: float = 120.0
+
+
 class Profile(_Strict):
     """A resolved profile: everything needed to start one HunyuanVideo container."""
 
@@ -143,6 +155,7 @@ class Profile(_Strict):
     security_opt: list[str] = Field(default_factory=list)
     cap_add: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
+    rewrite: RewriteSettings = Field(default_factory=RewriteSettings)
 
     @field_validator("container_name")
     @classmethod
