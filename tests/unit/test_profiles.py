@@ -185,3 +185,11 @@ def test_command_must_be_argv_not_a_shell_string() -> None:
         Profile.model_validate(
             {"name": "x", "image": "i", "container_name": "c", "command": "sleep 1"}
         )
+
+
+def test_host_paths_follow_xdg_data_home() -> None:
+    env = {"HOME": "/home/tester", "XDG_DATA_HOME": "/data/xdg"}
+    profile = load_profile("t2v", env=env).profile
+    assert profile.volumes["weights"].host == "/data/xdg/hvinfra/t2v/ckpts"
+    fallback = load_profile("t2v", env={"HOME": "/home/tester"}).profile
+    assert fallback.volumes["weights"].host == "/home/tester/.local/share/hvinfra/t2v/ckpts"

@@ -247,12 +247,20 @@ def base_layers(target: str, env: Mapping[str, str]) -> list[Layer]:
     return layers
 
 
-_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
 
 
 def expand_path(text: str, env: Mapping[str, str]) -> str:
-    """~ and $VAR / ${VAR} from `env` (unknown variables stay as written)."""
-    text = _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
+    """~, $VAR, ${VAR} and ${VAR:-default} from `env`; unknown variables stay as written."""
+
+    def _value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        if env.get(name):
+            return env[name]
+        default = match.group(2)
+        return default if default is not None else match.group(0)
+
+    text = _VAR.sub(_value, text)
     if text == "~" or text.startswith("~/"):
         home = env.get("HOME") or os.path.expanduser("~")
         text = home + text[1:]
