@@ -290,20 +290,22 @@ def _generate(kind: str, v: dict[str, Any]) -> None:
         output.warn(note)
     out_dir: Path = v["out"].expanduser()
     if v["dry_run"]:
-        _print_dry_run(output, plan, profile.image, out_dir, request.model_dump(mode="json"))
+        _print_dry_run(output, plan, profile, out_dir, request.model_dump(mode="json"))
         return
     _run(output, kind, v, request, plan, profile, out_dir, rewrite_info)
 
 
 def _print_dry_run(
-    output: Any, plan: Any, image: str, out_dir: Path, request: dict[str, Any]
+    output: Any, plan: Any, profile: Any, out_dir: Path, request: dict[str, Any]
 ) -> None:
     import shlex
 
     from hvinfra.generate.plan import exec_env
+    from hvinfra.spec import gpus_label
 
-    env = exec_env(plan, "all")
-    docker_exec = plan.docker_exec_argv()
+    env = exec_env(plan, gpus_label(profile))  # as in a container started from this profile
+    image = profile.image
+    docker_exec = plan.docker_exec_argv(env)
     stem = out_dir / plan.output_stem
     if output.json_mode:
         output.data(

@@ -67,10 +67,10 @@ class JobPlan:
         prefix = [f"{k}={shlex.quote(v)}" for k, v in self.env]
         return " ".join([*prefix, shlex.join(self.argv)])
 
-    def docker_exec_argv(self) -> list[str]:
+    def docker_exec_argv(self, env: dict[str, str] | None = None) -> list[str]:
         """The equivalent `docker exec` command (without the pid wrapper hvinfra adds)."""
         argv = ["docker", "exec", "--workdir", self.workdir]
-        for key, value in self.env:
+        for key, value in (self.env_map if env is None else env).items():
             argv += ["--env", f"{key}={value}"]
         return [*argv, self.container, *self.argv]
 
@@ -197,7 +197,7 @@ def container_path_of(host_path: str, profile: Profile) -> str | None:
 
 def _suffix(path: str) -> str:
     suffix = PurePosixPath(path).suffix
-    return suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix) else ""
+    return suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,16}", suffix) else ""
 
 
 def build_plan(
