@@ -112,10 +112,11 @@ def plan_xdit(request: Request, nproc: int) -> XditPlan:
         size = f"{height} {width} ({request.resolution} {request.aspect})"
         if nproc not in by_n:
             counts = ", ".join(str(n) for n in sorted(by_n)) or "none"
+            example = ",".join(str(i) for i in range(min(by_n))) if by_n else "0"
             raise RequestInvalid(
                 f"xDiT has no configuration for {nproc} GPUs at --video-size {size}; the"
                 f" official table allows {counts} GPUs for this size",
-                "select one of those GPU counts with --gpus (e.g. --gpus 0,1,2,3), another"
+                f"select one of those GPU counts with --gpus (e.g. --gpus {example}), another"
                 " size, or one GPU",
             )
         allowed = by_n[nproc]
