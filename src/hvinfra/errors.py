@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
         20  # fetching the model code failed: git missing, clone/fetch failed, local changes
     )
     HUB = 21  # the model hub: unreachable, gated repo, token, huggingface_hub not installed
+    REWRITE = 25  # prompt rewrite: no endpoint configured, endpoint unreachable or refused
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -106,6 +107,10 @@ class HubError(HvinfraError):
 
 class JobFailed(HvinfraError):
     exit_code = ExitCode.JOB_FAILED
+
+
+class RewriteFailed(HvinfraError):
+    exit_code = ExitCode.REWRITE
 
 
 class Interrupted(HvinfraError):

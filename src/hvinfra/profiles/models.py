@@ -194,6 +194,18 @@ class ModelsConfig(_Strict):
     weights: dict[str, WeightPiece]
 
 
+class RewriteSettings(_Strict):
+    """Prompt rewrite (`hvinfra generate --rewrite`): an OpenAI-compatible chat endpoint.
+
+    The API key is never a profile value: it comes from HVINFRA_REWRITE_API_KEY or a key file.
+    """
+
+    endpoint: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    model: str = "hunyuan-large"
+    api_key_file: str | None = None
+    timeout: float = 120.0
+
+
 class Profile(_Strict):
     """A resolved profile: everything needed to start one HunyuanVideo container."""
 
@@ -223,6 +235,7 @@ class Profile(_Strict):
     cap_add: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     models: ModelsConfig | None = None
+    rewrite: RewriteSettings = Field(default_factory=RewriteSettings)
 
     @field_validator("container_name")
     @classmethod
