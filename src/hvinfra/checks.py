@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from hvinfra.assets import AssetRow, AssetState
 from hvinfra.errors import GpuRuntimeError, HvinfraError
 from hvinfra.fixes import MEMLOCK_FIX, TOOLKIT_FIX
 from hvinfra.records import EngineInfo, GpuInfo, GpuSystem, ImageInfo
@@ -468,3 +469,36 @@ def failed(results: Sequence[CheckResult]) -> list[CheckResult]:
 
 def summary(results: Sequence[CheckResult]) -> dict[str, int]:
     return {s: sum(1 for r in results if r.status == s) for s in (PASS, WARN, FAIL)}
+
+
+def job_vram_checks(
+    req: Requirements,
+    system: GpuSystem,
+    *,
+    workload: str,
+    resolution: str,
+    selection: str | tuple[str, ...],
+    fp8: bool = False,
+    cpu_offload: bool = False,
+) -> list[CheckResult]:
+    """The VRAM gate for one generation job: its own resolution, flags and GPUs. Pure."""
+    facts = Facts(
+        workload=workload, resolution=resolution, image_ref="", fp8=fp8,
+        cpu_offload=cpu_offload, selection=selection, gpus=system,
+    )  # fmt: skip
+    gpus_row, chosen = check_gpus(facts, system)
+    if gpus_row.status == FAIL:
+        return [gpus_row]
+    return check_vram(facts, req, system, chosen)
+
+
+def asset_checks(rows: Sequence[AssetRow]) -> list[CheckResult]:
+    """`models check` rows as doctor rows: a required piece not ok fails, an optional one warns."""
+    results = []
+    for row in rows:
+        if row.state is AssetState.OK:
+            status: Status = PASS
+        else:
+            status = FAIL if row.required else WARN
+        results.append(CheckResult(f"models.{row.piece}", status, row.detail, row.fix))
+    return results

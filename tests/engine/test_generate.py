@@ -18,6 +18,9 @@ import docker
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "unit"))  # the model-asset tree builders
+from assets_fixtures import build_weights, clone_at, make_upstream, profile_for  # noqa: E402
+
 FIXTURE = REPO / "tests" / "fixtures" / "generate-standin"
 TAG = "hvinfra-test/generate-standin:latest"
 
@@ -50,26 +53,42 @@ class Job:
         self.outputs = root / "outputs"
         self.name = f"hv-gen-{uuid.uuid4().hex[:8]}"
         self.env = dict(env, PYTHONPATH=str(REPO / "src"))
+        # generate's own gates (assets, VRAM when NVML answers) run in these tests.
+        self.env.pop("HVINFRA_SKIP_CHECKS", None)
         self.image = image
 
-    def argv(self, kind: str, *args: str) -> list[str]:
+    def assets(self, kind: str) -> tuple[Path, Path, str]:
+        """A complete (tiny) code checkout and weights tree for `kind`, made once."""
+        code, weights = self.root / f"{kind}-code", self.root / f"{kind}-ckpts"
+        if not code.exists():
+            script = "sample_video.py" if kind == "t2v" else "sample_image2video.py"
+            _, commit = make_upstream(self.root / f"{kind}-upstream", script)
+            clone_at(self.root / f"{kind}-upstream", code, commit)
+            build_weights(weights, profile_for(kind, code, weights))
+        commit = (code / ".git" / "HEAD").read_text().strip()
+        return code, weights, commit
+
+    def argv(self, kind: str, *args: str, assets: bool = True) -> list[str]:
+        code, weights, commit = self.assets(kind)
         sets = {
             "image": self.image,
             "container_name": self.name,
             "ulimits.memlock": "8m",
-            "volumes.code.host": str(self.root / "code"),
-            "volumes.weights.host": str(self.root / "ckpts"),
+            "volumes.code.host": str(code),
+            "volumes.weights.host": str(weights if assets else self.root / "empty-ckpts"),
             "volumes.outputs.host": str(self.outputs),
+            "models.code.commit": commit,
         }
         argv = [sys.executable, "-m", "hvinfra", "generate", kind, *args, "--out", str(self.out)]
         for key, value in sets.items():
             argv += ["--set", f"{key}={value}"]
         return argv
 
-    def run(self, kind: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def run(self, kind: str, *args: str, assets: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.argv(kind, *args), env=self.env, capture_output=True, text=True, timeout=120
-        )
+            self.argv(kind, *args, assets=assets),
+            env=self.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
 
     def save_dir(self) -> Path:
         """The newest job folder (job ids sort by time)."""
@@ -209,6 +228,18 @@ def test_exit_zero_without_a_video_is_job_failed(job: Job) -> None:
     result = job.run("t2v", "-p", "STANDIN_NOFILE", "--steps", "1", "--seed", "9")
     assert result.returncode == 12, result.stderr
     assert "no .mp4" in result.stderr
+
+
+def test_missing_weights_are_refused_before_any_container_work(
+    job: Job, docker_client: docker.DockerClient
+) -> None:
+    result = job.run("t2v", "-p", "a cat", "--steps", "1", assets=False)
+    assert result.returncode == 11, result.stderr
+    assert "model assets for t2v are not ready" in result.stderr
+    assert "fix: hvinfra models pull t2v" in result.stderr
+    assert docker_client.containers.list(all=True, filters={"name": job.name}) == []
+    started = job.run("t2v", "-p", "a cat", "--steps", "1", "--seed", "5")
+    assert started.returncode == 0, started.stderr
 
 
 def test_no_up_refuses_when_the_container_is_not_running(job: Job) -> None:

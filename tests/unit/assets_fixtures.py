@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from hvinfra.assets import is_glob
 from hvinfra.profiles import Profile, load_profile
 
@@ -91,3 +93,16 @@ def profile_for(name: str, code: Path, weights: Path, sets: tuple[str, ...] = ()
         env=env,
         sets=[f"volumes.code.host={code}", f"volumes.weights.host={weights}", *sets],
     ).profile
+
+
+def ready_assets(workload: str, code: Path, weights: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A complete code checkout and weights tree for the packaged profile, with the pinned commit
+    pointed (through the HVINFRA_* environment layer) at the local checkout's; returns it."""
+    script = "sample_video.py" if workload == "t2v" else "sample_image2video.py"
+    upstream = code.parent / f"{code.name}-upstream"
+    _, commit = make_upstream(upstream, script)
+    clone_at(upstream, code, commit)
+    monkeypatch.setenv("HVINFRA_MODELS__CODE__COMMIT", commit)
+    monkeypatch.setenv("HVINFRA_MODELS__CODE__REPO", str(upstream))
+    build_weights(weights, profile_for(workload, code, weights))
+    return commit

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from assets_fixtures import ready_assets
 from gpu_fakes import FakeEngine, FakeNvml, FakeProbe, copies, free_gib, recorded
 
 from hvinfra.cli import main
@@ -18,9 +19,10 @@ from hvinfra.gpu import NvmlProbe
 @pytest.fixture(autouse=True)
 def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
-    (home / ".local/share/hvinfra/t2v/ckpts").mkdir(parents=True)
-    (home / ".local/share/hvinfra/t2v/ckpts/README").write_text("weights here")
+    data = home / ".local/share/hvinfra/t2v"
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    ready_assets("t2v", data / "code", data / "ckpts", monkeypatch)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.delenv("HVINFRA_SKIP_CHECKS", raising=False)
     # A remote daemon: no host reads of a dockerd process that may or may not run here.
@@ -63,6 +65,21 @@ def test_doctor_json_reports_the_gpu_and_passes(
     assert rows(data)["vram:0"] == "pass"
     assert data["ok"] is True, data["checks"]
     assert code == 0
+
+
+def test_doctor_lists_missing_model_assets_with_the_pull_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    use(monkeypatch, FakeProbe(recorded()), FakeEngine())
+    code, data, _ = run_json(capsys, "t2v", "--set", f"volumes.weights.host={tmp_path}/empty")
+    assert code == ExitCode.PREFLIGHT and data["ok"] is False
+    statuses = rows(data)
+    assert statuses["models.code"] == "pass"
+    failing = [
+        c for c in data["checks"] if c["name"].startswith("models.") and c["status"] == "fail"
+    ]
+    assert failing and all("hvinfra models pull t2v" in c["fix"] for c in failing)
+    assert statuses["vram:0"] == "pass"  # the GPU rows are unaffected
 
 
 def test_doctor_fails_with_exit_10_when_vram_is_short(

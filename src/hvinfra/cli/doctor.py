@@ -90,12 +90,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Check this host for a profile: Docker, NVIDIA runtime, NVML, GPUs and their free
-        memory, driver vs image CUDA, MIG, other processes, disk, memlock.
+        memory, driver vs image CUDA, MIG, other processes, disk, memlock, model code and weights.
 
         Exits 10 when any check fails.
         """
         from hvinfra import requirements
-        from hvinfra.checks import failed, run_checks
+        from hvinfra.assets import FixContext, assets_report
+        from hvinfra.checks import asset_checks, failed, run_checks
         from hvinfra.cli.common import connect, load
         from hvinfra.errors import ExitCode
         from hvinfra.gpu import NvmlProbe
@@ -114,6 +115,7 @@ def register(app: typer.Typer) -> None:
             options=Options(fp8=use_fp8, cpu_offload=use_cpu_offload),
         )
         results = run_checks(facts, requirements.load())
+        results += asset_checks(assets_report(profile, FixContext(target)))
         bad = failed(results)
         if as_json:
             output.data(payload(profile, facts, results))

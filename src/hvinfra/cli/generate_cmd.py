@@ -3,15 +3,19 @@ profile's container -> the .mp4, its JSON sidecar and log in --out."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from hvinfra.cli.common import JsonOpt, ProfileFileOpt, SetOpt
 from hvinfra.generate.tables import tables
+
+if TYPE_CHECKING:
+    from hvinfra.records import GpuSystem
 
 _T = tables()
 
@@ -73,6 +77,12 @@ def _common(kind: str) -> dict[str, Any]:
         "no_up": typer.Option(
             False, "--no-up", help="Refuse to start the container; it must be running."
         ),
+        "skip_checks": typer.Option(
+            False,
+            "--skip-checks",
+            help="Run without the VRAM gate and the model-asset check (printed loudly).",
+            envvar="HVINFRA_SKIP_CHECKS",
+        ),
         "dry_run": typer.Option(
             False, "--dry-run", help="Print the command and the exec spec; run nothing."
         ),
@@ -133,6 +143,7 @@ def register(app: typer.Typer) -> None:
         rewrite_model: str | None = c["rewrite_model"],
         rewrite_key_file: Path | None = c["rewrite_key_file"],
         no_up: bool = c["no_up"],
+        skip_checks: bool = c["skip_checks"],
         dry_run: bool = c["dry_run"],
         stop_timeout: float = c["stop_timeout"],
         verbose: bool = c["verbose"],
@@ -182,6 +193,7 @@ def register(app: typer.Typer) -> None:
         rewrite_model: str | None = c["rewrite_model"],
         rewrite_key_file: Path | None = c["rewrite_key_file"],
         no_up: bool = c["no_up"],
+        skip_checks: bool = c["skip_checks"],
         dry_run: bool = c["dry_run"],
         stop_timeout: float = c["stop_timeout"],
         verbose: bool = c["verbose"],
@@ -194,20 +206,39 @@ def register(app: typer.Typer) -> None:
         _generate("i2v", values)
 
 
-# -- GPU facts: the call sites for the NVML adapter (hvinfra.gpu) -----------------------------
+# -- GPU facts, from NVML when it answers -------------------------------------------------------
+@functools.cache
+def probed_gpus() -> GpuSystem | None:
+    """What NVML sees on this host, asked once per command; None where it does not answer."""
+    from hvinfra.gpu import NvmlProbe
+    from hvinfra.preflight import probe_gpus
+
+    return probe_gpus(NvmlProbe())[0]
+
+
 def host_gpu_count() -> int | None:
-    """How many GPUs `--gpus all` means. Wire to hvinfra.gpu (NVML) after merging; until then
-    the /dev/nvidiaN device nodes tell."""
+    """How many GPUs `--gpus all` means: NVML's count, else the /dev/nvidiaN device nodes."""
+    system = probed_gpus()
+    if system is not None:
+        return len(system.gpus)
     try:
         return sum(1 for name in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", name)) or None
     except OSError:
         return None
 
 
-def gpu_names_for_sidecar(selection: str | list[str] | None) -> list[str] | None:
-    """GPU names recorded in the sidecar. Wire to hvinfra.gpu (NVML: the selected GPUs' names)
-    after merging; None means unknown."""
-    return None
+def gpu_names_for_sidecar(selection: str | tuple[str, ...]) -> list[str] | None:
+    """The selected GPUs' names for the sidecar; None when NVML cannot tell."""
+    from hvinfra.checks import select_gpus
+    from hvinfra.errors import GpuRuntimeError
+
+    system = probed_gpus()
+    if system is None:
+        return None
+    try:
+        return [gpu.name for gpu in select_gpus(selection, system)]
+    except GpuRuntimeError:
+        return None
 
 
 # -- the command --------------------------------------------------------------------------------
@@ -360,13 +391,26 @@ def _run(
     from hvinfra.generate.run import (
         _pre_job_checks,
         ensure_container,
+        job_selection,
         reserve_output_files,
         run_job,
     )
     from hvinfra.generate_display import JobDisplay
     from hvinfra.pull_display import pull_observer
 
-    _pre_job_checks(request, plan, profile, out_dir)
+    system = None
+    if v["skip_checks"]:
+        output.err.print(
+            "[bold yellow]WARNING: --skip-checks: no VRAM gate and no model-asset check; a"
+            " missing piece or too little memory shows up inside the job instead.[/bold yellow]"
+        )
+    else:
+        system = probed_gpus()
+        if system is None:
+            output.warn("NVML did not answer: the job's GPU memory was not checked")
+    checks = _pre_job_checks(request, plan, profile, out_dir, system, gates=not v["skip_checks"])
+    for warning in checks:
+        output.warn(f"{warning.title}: {warning.detail}")
     engine = connect()
     container, started = ensure_container(
         engine, profile, no_up=v["no_up"], observe_pull=pull_observer(output, profile.image)
@@ -377,7 +421,7 @@ def _run(
     result = run_job(
         engine, request, plan, container, files,
         observer=JobDisplay(output, verbose=v["verbose"]),
-        gpu_names=gpu_names_for_sidecar(request.gpus),
+        gpu_names=gpu_names_for_sidecar(job_selection(request, profile)),
         stop_timeout=v["stop_timeout"],
         rewrite=rewrite_info,
     )  # fmt: skip

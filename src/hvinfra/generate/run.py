@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hvinfra import __version__
+from hvinfra.checks import CheckResult
 from hvinfra.errors import HvinfraError, Interrupted, JobFailed, PreflightFailed
 from hvinfra.generate.plan import JobPlan, exec_env, official_file_name_bytes
 from hvinfra.generate.progress import LineSplitter, Step, failure_hint, parse_step, saved_path
 from hvinfra.generate.request import I2VRequest, Request, T2VRequest
 from hvinfra.launcher import Engine, PullObserver, consume, exit_explanation, require_container, up
 from hvinfra.profiles.models import Profile
-from hvinfra.records import ContainerInfo, ExecResult, ImageInfo
+from hvinfra.records import ContainerInfo, ExecResult, GpuSystem, ImageInfo
 from hvinfra.spec import LABEL_GPUS, build_run_spec
 
 # `sh -c WRAPPER hvinfra-job PIDFILE ARGV…`: record the pid, then become the job (same pid).
@@ -116,9 +117,48 @@ class JobResult:
 
 
 # -- checks -------------------------------------------------------------------------------------
-def _pre_job_checks(request: Request, plan: JobPlan, profile: Profile, out_dir: Path) -> None:
-    """What must hold before anything heavy starts. The lead wires the model-asset check
-    (issue 11) and the VRAM gate (issue 3) in here, next to the checks this module owns."""
+def job_selection(request: Request, profile: Profile) -> str | tuple[str, ...]:
+    """The GPUs a job runs on: --gpus, else the container's first GPU."""
+    if request.gpus is not None:
+        return request.gpus if isinstance(request.gpus, str) else tuple(request.gpus)
+    devices = profile.gpu.devices
+    return (devices[0],) if isinstance(devices, list) else ("0",)
+
+
+def vram_gate(request: Request, profile: Profile, system: GpuSystem) -> list[CheckResult]:
+    """Refuse a job that does not fit the selected GPUs' free memory; return the warnings."""
+    from hvinfra import requirements
+    from hvinfra.checks import failed, job_vram_checks
+
+    results = job_vram_checks(
+        requirements.load(), system, workload=request.kind, resolution=request.resolution,
+        selection=job_selection(request, profile), fp8=getattr(request, "fp8", False),
+        cpu_offload=request.cpu_offload,
+    )  # fmt: skip
+    bad = failed(results)
+    if bad:
+        raise PreflightFailed(
+            "not enough GPU memory for this job: "
+            + "; ".join(f"{r.title}: {r.detail}" for r in bad),
+            bad[0].fix,
+        )
+    return [r for r in results if r.status == "warn"]
+
+
+def _pre_job_checks(
+    request: Request,
+    plan: JobPlan,
+    profile: Profile,
+    out_dir: Path,
+    gpu_system: GpuSystem | None = None,
+    *,
+    gates: bool = True,
+) -> list[CheckResult]:
+    """What must hold before anything heavy starts: the prompt's file name, the inputs and the
+    output folder; then, unless `gates` is off (--skip-checks), the model code and weights
+    (exit 11) and the VRAM gate when NVML answered (exit 10). Returns the warnings."""
+    from hvinfra.assets import require_assets
+
     name_bytes = official_file_name_bytes(request.prompt, request.seed or 0)
     if name_bytes > MAX_FILE_NAME_BYTES:
         raise PreflightFailed(
@@ -150,6 +190,10 @@ def _pre_job_checks(request: Request, plan: JobPlan, profile: Profile, out_dir: 
         ) from exc
     if not os.access(out_dir, os.W_OK):
         raise PreflightFailed(f"cannot write to {out_dir}", "choose another folder with --out")
+    if not gates:
+        return []
+    require_assets(profile)
+    return vram_gate(request, profile, gpu_system) if gpu_system is not None else []
 
 
 def reserve_output_files(out_dir: Path, stem: str) -> OutputFiles:
