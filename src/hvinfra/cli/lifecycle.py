@@ -89,7 +89,15 @@ def register(app: typer.Typer) -> None:
             volumes=volume, privileged=privileged,
         )  # fmt: skip
         profile = loaded.profile
-        spec = build_run_spec(profile)
+        # -- gpu.mode devices (issue 9): the GPU probe and the host's driver files are read here,
+        # at the edge; gpu_access.devices_access turns them into devices, mounts and env.
+        gpu_access = None
+        if profile.gpu.mode == "devices":
+            from hvinfra.cli.devices_mode import devices_access_for
+
+            gpu_access = devices_access_for(profile, output)
+        # -- end gpu.mode devices
+        spec = build_run_spec(profile, gpu_access=gpu_access)
         if dry_run:
             argv = docker_run_argv(spec)
             if as_json:
