@@ -149,7 +149,8 @@ def build_run_spec(
         uts_mode=profile.uts_mode,
         ipc_mode=profile.ipc_mode,
         ulimits=tuple(
-            UlimitSpec(name, limit.soft, limit.hard) for name, limit in profile.ulimits.items()
+            UlimitSpec(name, limit.soft, limit.hard)
+            for name, limit in sorted(profile.ulimits.items())
         ),
         gpu_request=gpu_request_for(profile),
         devices=gpu_access.devices if gpu_access else (),
