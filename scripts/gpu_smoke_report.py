@@ -75,7 +75,9 @@ def table(summary: dict[str, Any]) -> str:
     verdict = "PASS" if summary["passed"] else "FAIL"
     ratio = summary["matmul_ratio"]
     shown = "-" if ratio is None else f"{ratio:.3f}"
-    lines.append(f"{verdict}: in-container/bare-metal bf16 matmul = {shown} (goal >= {summary['goal']})")
+    lines.append(
+        f"{verdict}: in-container/bare-metal bf16 matmul = {shown} (goal >= {summary['goal']})"
+    )
     return "\n".join(lines)
 
 
