@@ -39,6 +39,7 @@ fi
 mkdir -p "$OUT"
 : >"$OUT/smoke.log"
 exec > >(tee -a "$OUT/smoke.log") 2>&1
+TEE_PID=$!
 
 WORK="$(mktemp -d /tmp/hvinfra-gpu-smoke.XXXXXX)"
 DOCKERD_PID=""
@@ -63,6 +64,9 @@ cleanup() {
     rm -rf "$WORK"
     for d in ${MADE_DIRS[@]+"${MADE_DIRS[@]}"}; do rmdir "$d" 2>/dev/null; done
     rmdir /usr/local/nvidia 2>/dev/null || true
+    echo "cleanup done (${SECONDS}s)"
+    exec >&- 2>&-
+    wait "$TEE_PID" 2>/dev/null || true
 }
 trap cleanup EXIT
 
