@@ -102,7 +102,11 @@ ls -l /dev/nvidia* 2>/dev/null || echo "(no /dev/nvidia* nodes)"
 # -- 1. the engine, from the bundle -----------------------------------------------------------
 step "unpack the engine"
 mkdir -p "$WORK/bin" "$WORK/lib" "$WORK/site" "$WORK/config"
-for f in "$BUNDLE"/bin/*.xz; do xz -dc "$f" >"$WORK/bin/$(basename "$f" .xz)"; done
+unxz_to() {  # xz if the host has it, else Python's lzma
+    if command -v xz >/dev/null; then xz -dc "$1" >"$2"
+    else "$HV_PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
+}
+for f in "$BUNDLE"/bin/*.xz; do unxz_to "$f" "$WORK/bin/$(basename "$f" .xz)" || { fail "unpack $f"; exit 1; }; done
 cp "$BUNDLE/bin/docker-init" "$WORK/bin/"
 cp "$BUNDLE"/lib/* "$WORK/lib/"
 chmod 0755 "$WORK"/bin/*
