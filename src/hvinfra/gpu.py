@@ -216,3 +216,8 @@ class NvmlProbe:
             return nvml_library_path(Path(self._maps_path).read_text(errors="replace"))
         except OSError:
             return None
+
+
+def probe() -> GpuSystem:
+    """What NVML sees on this host (NvmlProbe with the system's library)."""
+    return NvmlProbe().probe()

@@ -14,6 +14,7 @@ from hvinfra.cli.doctor import Fp8Opt, OffloadOpt
 if TYPE_CHECKING:
     from hvinfra.engine import DockerEngine
     from hvinfra.gpu import GpuProbe
+    from hvinfra.gpu_access import DevicesAccess
     from hvinfra.output import Output
     from hvinfra.profiles import Profile
     from hvinfra.records import ContainerInfo
@@ -126,7 +127,7 @@ def register(app: typer.Typer) -> None:
         probe = NvmlProbe()
         if dry_run:
             profile = _dry_run_gpus(output, profile, probe)
-            spec = build_run_spec(profile)
+            spec = build_run_spec(profile, gpu_access=_gpu_access(profile, output))
             argv = docker_run_argv(spec)
             if as_json:
                 output.data({"argv": argv, "line": shell_line(argv), "profile": profile.name})
@@ -143,7 +144,7 @@ def register(app: typer.Typer) -> None:
         profile = _preflight(
             output, profile, engine, probe, skip=skip_checks, fp8=use_fp8, offload=use_cpu_offload
         )
-        spec = build_run_spec(profile)
+        spec = build_run_spec(profile, gpu_access=_gpu_access(profile, output))
         from hvinfra.pull_display import pull_observer
 
         result = launch(
@@ -327,6 +328,16 @@ def register(app: typer.Typer) -> None:
         argv = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash; else exec sh; fi"]
         code = _run_exec(target, profile_file, sets, name, argv, interactive=True)
         raise typer.Exit(code)
+
+
+def _gpu_access(profile: Profile, output: Output) -> DevicesAccess | None:
+    """gpu.mode devices: the device nodes, driver mounts and env for the selected GPUs (the
+    probe and the host's driver files are read at this edge; gpu_access.py is pure)."""
+    if profile.gpu.mode != "devices":
+        return None
+    from hvinfra.cli.devices_mode import devices_access_for
+
+    return devices_access_for(profile, output)
 
 
 def _dry_run_gpus(output: Output, profile: Profile, probe: GpuProbe) -> Profile:

@@ -93,6 +93,10 @@ class GpuConfig(_Strict):
     mode: Literal["toolkit", "devices"] = "toolkit"
     devices: GpuSelection = "all"
     capabilities: list[str] = Field(default_factory=lambda: ["gpu"])
+    # mode `devices` only: where the host driver's libraries and tools are; None = found from
+    # where NVML's libnvidia-ml.so.1 was loaded.
+    driver_lib_dir: str | None = None
+    driver_bin_dir: str | None = None
 
     @field_validator("devices", mode="before")
     @classmethod
