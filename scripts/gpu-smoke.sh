@@ -190,7 +190,8 @@ hv_python() { env PYTHONPATH="$WORK/site:$REPO/src" ${FAKE_ENV[@]+"${FAKE_ENV[@]
 hv_python -c '
 import json, sys
 from hvinfra import host_gpu
-print(json.dumps(host_gpu.system_to_json(host_gpu.probe_system()), indent=2))
+from hvinfra.records import gpu_system_as_dict
+print(json.dumps(gpu_system_as_dict(host_gpu.probe_system()), indent=2))
 ' >"$OUT/gpu-records.json" || fail "gpu probe"
 cat "$OUT/gpu-records.json"
 

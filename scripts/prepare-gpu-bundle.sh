@@ -36,11 +36,11 @@ grep -qxF "/$BUNDLE/" "$exclude" 2>/dev/null || echo "/$BUNDLE/" >>"$exclude"
 if [[ -x scripts/install-test-deps.sh ]]; then
     scripts/install-test-deps.sh
 fi
-if [[ ! -x /usr/sbin/dockerd || ! -x /usr/bin/tini-static ]]; then
+if [[ ! -x /usr/sbin/dockerd || ! -x /usr/bin/tini-static || ! -x /usr/bin/patchelf ]]; then
     SUDO=()
     [[ "$(id -u)" -eq 0 ]] || SUDO=(sudo)
-    "${SUDO[@]}" apt-get install -y --no-install-recommends docker.io tini \
-        || { "${SUDO[@]}" apt-get update && "${SUDO[@]}" apt-get install -y --no-install-recommends docker.io tini; }
+    "${SUDO[@]}" apt-get install -y --no-install-recommends docker.io tini patchelf \
+        || { "${SUDO[@]}" apt-get update && "${SUDO[@]}" apt-get install -y --no-install-recommends docker.io tini patchelf; }
 fi
 
 find_bin() {
@@ -66,11 +66,22 @@ mkdir -p "$BUNDLE/bin" "$BUNDLE/lib" "$BUNDLE/wheels"
 for name in dockerd containerd containerd-shim-runc-v2 runc docker-proxy; do
     src="$(find_bin "$name")"
     dst="$BUNDLE/bin/$name.xz"
-    if [[ ! -s "$dst" || "$src" -nt "$dst" ]]; then
+    if [[ ! -s "$dst" || "$src" -nt "$dst" || ! -s "$BUNDLE/bin/.runpath-v1" ]]; then
         echo "prepare-gpu-bundle: xz $src"
-        xz -T0 -9 -c "$src" >"$dst.tmp" && mv "$dst.tmp" "$dst"
+        tmp="$(mktemp)"
+        cp "$src" "$tmp"
+        # dockerd re-executes itself (docker-applyLayer, for every image layer) and containerd
+        # starts runc with an environment of their own, so an LD_LIBRARY_PATH set on dockerd
+        # does not reach them (seen on the runner: "docker-applyLayer: error while loading
+        # shared libraries: libdevmapper.so.1.02.1"). A RUNPATH next to the binary does.
+        if [[ "$name" == dockerd || "$name" == runc ]]; then
+            patchelf --set-rpath '$ORIGIN/../lib' "$tmp"
+        fi
+        xz -T0 -9 -c "$tmp" >"$dst.tmp" && mv "$dst.tmp" "$dst"
+        rm -f "$tmp"
     fi
 done
+echo "dockerd and runc: RUNPATH \$ORIGIN/../lib" >"$BUNDLE/bin/.runpath-v1"
 install -m 0755 "$(find_bin tini-static)" "$BUNDLE/bin/docker-init"
 install -m 0644 "$(find_lib libdevmapper.so.1.02.1)" "$BUNDLE/lib/libdevmapper.so.1.02.1"
 install -m 0644 "$(find_lib libseccomp.so.2)" "$BUNDLE/lib/libseccomp.so.2"

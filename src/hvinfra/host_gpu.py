@@ -12,9 +12,7 @@ import json
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from hvinfra.errors import GpuRuntimeError
 from hvinfra.gpu_access import (
@@ -27,7 +25,7 @@ from hvinfra.gpu_access import (
     HostGpuFiles,
 )
 from hvinfra.profiles.models import Profile
-from hvinfra.records import GpuInfo, GpuProcess, GpuSystem
+from hvinfra.records import GpuSystem, gpu_system_from_dict
 
 NVML_LIBRARY = "libnvidia-ml.so.1"
 RECORDS_ENV = "HVINFRA_GPU_RECORDS"
@@ -152,30 +150,9 @@ def gather(
 
 
 # -- GpuSystem records as JSON (fixtures, the smoke's record of the real GPU) -----------------
-def system_to_json(system: GpuSystem) -> dict[str, Any]:
-    return asdict(system)
-
-
-def system_from_json(data: Mapping[str, Any]) -> GpuSystem:
-    gpus = []
-    for raw in data.get("gpus", ()):
-        item = dict(raw)
-        major, minor = item.get("compute_capability", (0, 0))
-        item["compute_capability"] = (int(major), int(minor))
-        item["processes"] = tuple(GpuProcess(**p) for p in item.get("processes", ()))
-        gpus.append(GpuInfo(**item))
-    cuda = data["cuda_driver_version"]
-    return GpuSystem(
-        driver_version=str(data["driver_version"]),
-        cuda_driver_version=(int(cuda[0]), int(cuda[1])),
-        gpus=tuple(gpus),
-        nvml_library_path=data.get("nvml_library_path"),
-    )
-
-
 def load_records(path: str) -> GpuSystem:
     try:
-        return system_from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        return gpu_system_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise GpuRuntimeError(
             f"{RECORDS_ENV}={path}: cannot read GPU records: {exc}",

@@ -111,7 +111,9 @@ def gpu_system_from_dict(data: Mapping[str, Any]) -> GpuSystem:
     """The inverse of gpu_system_as_dict (fixtures, captured records); unknown keys ignored."""
 
     def pair(value: Any) -> tuple[int, int]:
-        major, minor = [*str(value).split("."), "0"][:2]
+        """ "9.0" (as gpu_system_as_dict writes it) or [9, 0]."""
+        parts = list(value) if isinstance(value, (list, tuple)) else str(value).split(".")
+        major, minor = [*parts, 0][:2]
         return int(major), int(minor)
 
     gpus = []

@@ -28,17 +28,15 @@ from hvinfra.host_gpu import (
     load_records,
     nvml_from_ldconfig,
     nvml_from_maps,
-    system_from_json,
-    system_to_json,
 )
 from hvinfra.profiles import load_profile
 from hvinfra.profiles.models import Profile
-from hvinfra.records import GpuSystem
+from hvinfra.records import GpuSystem, gpu_system_as_dict, gpu_system_from_dict
 from hvinfra.spec import DeviceNode, Mount, build_run_spec
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gpu"
 H100X2 = FIXTURES / "h100x2-handwritten.json"
-H200 = FIXTURES / "h200-handwritten.json"
+H200 = FIXTURES / "h200-captured.json"
 ALL_NODES = ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools")
 RUNNER_DRIVER = HostDriver(
     lib_dir="/usr/local/nvidia/lib64",
@@ -315,7 +313,7 @@ def test_a_driver_lib_dir_that_is_not_a_folder_is_an_error(tmp_path: Path) -> No
 
 def test_records_round_trip_through_json() -> None:
     system = h100x2()
-    assert system_from_json(json.loads(json.dumps(system_to_json(system)))) == system
+    assert gpu_system_from_dict(json.loads(json.dumps(gpu_system_as_dict(system)))) == system
     assert system.gpus[0].compute_capability == (9, 0)
 
 
