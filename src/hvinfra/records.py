@@ -29,6 +29,7 @@ class ContainerInfo:
     stdin_open: bool = False
     started_at: str = ""
     created: str = ""
+    health: str = ""  # starting, healthy, unhealthy; "" when the image has no HEALTHCHECK
 
     @property
     def short_id(self) -> str:
@@ -53,6 +54,21 @@ class EngineInfo:
     security_options: tuple[str, ...]
     docker_root_dir: str
     os_type: str = "linux"
+    storage_driver: str = ""
+    # The containerd image store keeps the layers of an interrupted pull; the classic
+    # graphdriver store (overlay2 on dockerd < 29 by default) discards them (moby#26146).
+    containerd_store: bool = False
+    insecure_registries: tuple[str, ...] = ()  # CIDRs and hostnames served over plain HTTP
+    registry_mirrors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What the registry says about a reference, asked through the engine (no pull)."""
+
+    digest: str  # the manifest (or manifest list) digest: what `repo@digest` pins
+    media_type: str
+    platforms: tuple[str, ...] = ()  # "linux/amd64", …
 
 
 @dataclass(frozen=True)

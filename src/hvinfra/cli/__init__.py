@@ -41,10 +41,11 @@ def _root(
 
 
 def _register() -> None:
-    from hvinfra.cli import config_cmd, lifecycle
+    from hvinfra.cli import config_cmd, images_cmd, lifecycle
 
     lifecycle.register(app)
     config_cmd.register(app)
+    images_cmd.register(app)
 
 
 _register()
