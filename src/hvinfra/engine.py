@@ -267,8 +267,7 @@ def to_create_kwargs(spec: RunSpec) -> dict[str, Any]:
         kwargs["working_dir"] = spec.working_dir
     if spec.shm_size is not None:
         kwargs["shm_size"] = spec.shm_size
-    if spec.restart_policy != "no":
-        kwargs["restart_policy"] = {"Name": spec.restart_policy}
+    kwargs["restart_policy"] = {"Name": spec.restart_policy}  # "no" spelled out, as the CLI does
     if spec.security_opt:
         kwargs["security_opt"] = list(spec.security_opt)
     if spec.cap_add:

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from hvinfra.errors import HvinfraError
 
@@ -38,7 +39,7 @@ class Output:
         self.err.print(message)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/yellow] {message}")
+        self.err.print(Text("warning: ", style="yellow") + Text(message))
 
     def table(self, table: Table) -> None:
         self.out.print(table)
@@ -50,14 +51,16 @@ class Output:
 
 
 def render_error(error: HvinfraError, *, debug: bool = False) -> None:
+    """One red `error:` line (plus detail lines) and a `fix:` line, on stderr. Engine messages
+    contain brackets (`[[gpu]]`), so the text is never read as rich markup."""
     console = Console(stderr=True, soft_wrap=True, highlight=False)
-    console.print(f"[bold red]error:[/bold red] {error.message}", markup=True, emoji=False)
+    console.print(Text("error: ", style="bold red") + Text(error.message))
     if error.fix:
-        console.print(f"[bold]fix:[/bold] {error.fix}", emoji=False)
+        console.print(Text("fix: ", style="bold") + Text(error.fix))
     if debug:
         cause = error.__cause__ or error.__context__
         depth = 0
         while cause is not None and depth < 5:
-            console.print(f"[dim]caused by: {type(cause).__name__}: {cause}[/dim]", emoji=False)
+            console.print(Text(f"caused by: {type(cause).__name__}: {cause}", style="dim"))
             cause = cause.__cause__ or cause.__context__
             depth += 1

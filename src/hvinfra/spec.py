@@ -130,7 +130,8 @@ def build_run_spec(profile: Profile, *, extra_labels: dict[str, str] | None = No
         uts_mode=profile.uts_mode,
         ipc_mode=profile.ipc_mode,
         ulimits=tuple(
-            UlimitSpec(name, limit.soft, limit.hard) for name, limit in profile.ulimits.items()
+            UlimitSpec(name, limit.soft, limit.hard)
+            for name, limit in sorted(profile.ulimits.items())
         ),
         gpu_request=gpu_request_for(profile),
         mounts=tuple(Mount(v.host, v.container, v.read_only) for v in profile.volumes.values()),

@@ -20,7 +20,7 @@ def raw_terminal(fd: int) -> Iterator[None]:
         return
     saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)
+        tty.setraw(fd, termios.TCSANOW)  # TCSAFLUSH would drop keys typed before the switch
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)

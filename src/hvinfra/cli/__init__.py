@@ -53,8 +53,6 @@ _register()
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code: HvinfraErrors become one red line plus a fix."""
-    import click
-
     from hvinfra.errors import ExitCode, HvinfraError
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -66,17 +64,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         render_error(error, debug=debug)
         return int(error.exit_code)
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("interrupted\n")
         return int(ExitCode.INTERRUPTED)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return int(ExitCode.INTERRUPTED)
-    except click.ClickException as exc:
-        exc.show()
-        return int(ExitCode.USAGE) if isinstance(exc, click.UsageError) else exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
+    except Exception as exc:
+        # Click's own usage errors (typer may vendor click, so match by shape, not by class).
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
+            show()
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        raise
     return int(result) if isinstance(result, int) else 0
 
 

@@ -271,8 +271,8 @@ def register(app: typer.Typer) -> None:
                 f"container {info.name} has no TTY and open stdin, so there is nothing to attach",
                 f"use `hvinfra logs {profile.name} -f` or `hvinfra exec {profile.name} -- CMD`",
             )
-        output.note(f"attached to {info.name}; detach with {detach_keys} (the shell keeps running)")
         sock = engine.attach_socket(info.id, detach_keys)
+        output.note(f"attached to {info.name}; detach with {detach_keys} (the shell keeps running)")
         relay(sock, on_resize=lambda h, w: engine.resize(info.id, h, w))
         after = engine.container(info.id)
         if after is not None and after.running:

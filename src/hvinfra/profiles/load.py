@@ -10,6 +10,7 @@ line) it came from, for error messages and `hvinfra config show --sources`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -194,7 +195,7 @@ def _source_of(path: Path_, layers: Sequence[Layer]) -> tuple[Layer, int | None]
 def _validation_error(exc: ValidationError, layers: Sequence[Layer]) -> ProfileError:
     lines = []
     for error in exc.errors():
-        path = tuple(str(part) for part in error["loc"])
+        path = tuple(str(part) for part in error["loc"] if part != "[key]")
         key = ".".join(path) or "(profile)"
         source = _source_of(path, layers)
         where = ""
@@ -202,7 +203,9 @@ def _validation_error(exc: ValidationError, layers: Sequence[Layer]) -> ProfileE
             layer, line = source
             where = f"{layer.file}:{line}: " if layer.file and line else f"{layer.label}: "
         message = error["msg"]
-        if error["type"] == "extra_forbidden":
+        if "[key]" in error["loc"]:
+            message = f"unknown key: {message}"
+        elif error["type"] == "extra_forbidden":
             message = "unknown key (typo? see `hvinfra config show` for the valid keys)"
         lines.append(f"{where}{key}: {message}")
     return ProfileError(
@@ -244,13 +247,33 @@ def base_layers(target: str, env: Mapping[str, str]) -> list[Layer]:
     return layers
 
 
-def resolve_paths(data: dict[str, Any]) -> dict[str, Any]:
+_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
+
+
+def expand_path(text: str, env: Mapping[str, str]) -> str:
+    """~, $VAR, ${VAR} and ${VAR:-default} from `env`; unknown variables stay as written."""
+
+    def _value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        if env.get(name):
+            return env[name]
+        default = match.group(2)
+        return default if default is not None else match.group(0)
+
+    text = _VAR.sub(_value, text)
+    if text == "~" or text.startswith("~/"):
+        home = env.get("HOME") or os.path.expanduser("~")
+        text = home + text[1:]
+    return text
+
+
+def resolve_paths(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """Expand ~ and $VARS in host paths, so the engine and the user see real folders."""
     volumes = data.get("volumes")
     if isinstance(volumes, dict):
         for volume in volumes.values():
             if isinstance(volume, dict) and isinstance(volume.get("host"), str):
-                volume["host"] = os.path.expanduser(os.path.expandvars(volume["host"]))
+                volume["host"] = expand_path(volume["host"], env)
     return data
 
 
@@ -275,7 +298,7 @@ def load_profile(
     for layer in layers:
         merged = deep_merge(merged, layer.data)
     merged.setdefault("name", Path(target).stem if is_profile_path(target) else target)
-    merged = resolve_paths(merged)
+    merged = resolve_paths(merged, env)
     try:
         profile = Profile.model_validate(merged)
     except ValidationError as exc:
