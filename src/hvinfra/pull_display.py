@@ -60,7 +60,7 @@ class PlainRenderer:
                 }[layer.phase]
                 self._write(f"  {layer.id}: {text}")
         now = self._clock()
-        if now - self._last_line >= self._interval:
+        if state.layers and now - self._last_line >= self._interval:
             self._last_line = now
             speed = rate(state, self._start_bytes, now - self._started)
             self._write(f"  {state.ref}: {summary(state, speed)}")
