@@ -10,6 +10,8 @@ from typing import Any
 from hvinfra.output import Output
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+# The classic builder's bookkeeping between steps: layer ids and intermediate containers.
+_NOISE = re.compile(r"^\s*(---> |Removing intermediate container |Successfully built )")
 
 
 class BuildDisplay:
@@ -41,7 +43,7 @@ class BuildDisplay:
             self._show(pending)
 
     def _show(self, line: str) -> None:
-        if not line.strip():
+        if not line.strip() or _NOISE.match(line):
             return
         match = _STEP.match(line)
         if match:

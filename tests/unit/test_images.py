@@ -198,12 +198,13 @@ def test_build_display_numbers_steps_and_keeps_the_image_id() -> None:
         iter(
             [
                 {"stream": "Step 1/2 : FROM busybox\n"},
-                {"stream": " ---> 1a2b\nStep 2/2 : LABEL [x]=y\n"},
+                {"stream": " ---> Running in 9f\nhello from RUN\n ---> 1a2b\n"},
+                {"stream": "Step 2/2 : LABEL [x]=y\nRemoving intermediate container 9f\n"},
                 {"aux": {"ID": "sha256:feed"}},
             ]
         )
     )
-    assert lines == ["[1/2] FROM busybox", "   ---> 1a2b", "[2/2] LABEL [x]=y"]
+    assert lines == ["[1/2] FROM busybox", "  hello from RUN", "[2/2] LABEL [x]=y"]
     assert display.image_id == "sha256:feed"
 
 
