@@ -26,6 +26,7 @@ from hvinfra.errors import (
     HvinfraError,
     ImageError,
 )
+from hvinfra.fixes import MEMLOCK_FIX, TOOLKIT_FIX
 from hvinfra.records import ContainerInfo, Distribution, EngineInfo, ExecResult, ImageInfo
 from hvinfra.spec import RunSpec
 
@@ -41,12 +42,6 @@ class Fault:
     message: str
     fix: str
 
-
-TOOLKIT_FIX = (
-    "install the NVIDIA Container Toolkit, run `sudo nvidia-ctk runtime configure --runtime=docker`"
-    " and restart dockerd (`sudo systemctl restart docker`); hosts without it can use "
-    "`--set gpu.mode=devices`"
-)
 
 # Order matters: the first pattern found in the engine's message wins.
 FAULTS: tuple[Fault, ...] = (
@@ -64,9 +59,7 @@ FAULTS: tuple[Fault, ...] = (
         EngineRefused,
         "the Docker daemon cannot grant the profile's locked-memory limit (memlock): its own"
         " hard limit is lower (rootless, nested or sandboxed daemon)",
-        "give dockerd unlimited memlock (systemd: `LimitMEMLOCK=infinity` in docker.service, then"
-        " `systemctl daemon-reload && systemctl restart docker`), or lower it for this run:"
-        " `--set ulimits.memlock=8m`",
+        MEMLOCK_FIX,
     ),
     Fault(
         r"unable to apply caps|privileged mode is incompatible with user namespaces",

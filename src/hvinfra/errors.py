@@ -24,6 +24,11 @@ class ExitCode(IntEnum):
     PREFLIGHT = 10  # a pre-flight check failed (VRAM, driver, disk...)
     ASSETS = 11  # model code or weights missing
     JOB_FAILED = 12  # a generation/exec job exited non-zero
+    CODE_SOURCE = (
+        20  # fetching the model code failed: git missing, clone/fetch failed, local changes
+    )
+    HUB = 21  # the model hub: unreachable, gated repo, token, huggingface_hub not installed
+    REWRITE = 25  # prompt rewrite: no endpoint configured, endpoint unreachable or refused
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -63,6 +68,14 @@ class GpuRuntimeError(HvinfraError):
     exit_code = ExitCode.GPU_RUNTIME
 
 
+class NvmlError(GpuRuntimeError):
+    """NVML (the driver's management library) failed; `code` is NVML's error code, if any."""
+
+    def __init__(self, message: str, fix: str = "", *, code: int | None = None) -> None:
+        super().__init__(message, fix)
+        self.code = code
+
+
 class EngineRefused(HvinfraError):
     exit_code = ExitCode.ENGINE_REFUSED
 
@@ -84,8 +97,20 @@ class AssetsMissing(HvinfraError):
     exit_code = ExitCode.ASSETS
 
 
+class CodeSourceError(HvinfraError):
+    exit_code = ExitCode.CODE_SOURCE
+
+
+class HubError(HvinfraError):
+    exit_code = ExitCode.HUB
+
+
 class JobFailed(HvinfraError):
     exit_code = ExitCode.JOB_FAILED
+
+
+class RewriteFailed(HvinfraError):
+    exit_code = ExitCode.REWRITE
 
 
 class Interrupted(HvinfraError):

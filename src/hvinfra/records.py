@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -110,3 +112,34 @@ class GpuSystem:
     cuda_driver_version: tuple[int, int]  # e.g. (13, 0) from nvmlSystemGetCudaDriverVersion_v2
     gpus: tuple[GpuInfo, ...]
     nvml_library_path: str | None = None  # where libnvidia-ml.so.1 was loaded from
+
+
+def gpu_system_as_dict(system: GpuSystem) -> dict[str, Any]:
+    """JSON-ready form of a GpuSystem (versions as "13.0", compute capability as "9.0")."""
+    data = asdict(system)
+    data["cuda_driver_version"] = "{}.{}".format(*system.cuda_driver_version)
+    for gpu in data["gpus"]:
+        gpu["compute_capability"] = "{}.{}".format(*gpu["compute_capability"])
+    return data
+
+
+def gpu_system_from_dict(data: Mapping[str, Any]) -> GpuSystem:
+    """The inverse of gpu_system_as_dict (fixtures, captured records); unknown keys ignored."""
+
+    def pair(value: Any) -> tuple[int, int]:
+        major, minor = [*str(value).split("."), "0"][:2]
+        return int(major), int(minor)
+
+    gpus = []
+    for raw in data.get("gpus", ()):
+        known = {f.name for f in fields(GpuInfo)}
+        item = {k: v for k, v in raw.items() if k in known}
+        item["compute_capability"] = pair(item["compute_capability"])
+        item["processes"] = tuple(GpuProcess(**p) for p in raw.get("processes", ()))
+        gpus.append(GpuInfo(**item))
+    return GpuSystem(
+        driver_version=str(data["driver_version"]),
+        cuda_driver_version=pair(data["cuda_driver_version"]),
+        gpus=tuple(gpus),
+        nvml_library_path=data.get("nvml_library_path"),
+    )

@@ -6,9 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from hvinfra import __version__
 from hvinfra.profiles.models import Profile
+
+if TYPE_CHECKING:
+    from hvinfra.gpu_access import DevicesAccess
 
 LABEL_MANAGED = "io.hvinfra.managed"
 LABEL_PROFILE = "io.hvinfra.profile"
@@ -105,8 +109,23 @@ def spec_hash(spec: RunSpec) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_run_spec(profile: Profile, *, extra_labels: dict[str, str] | None = None) -> RunSpec:
-    """The container the profile describes. Pure: no I/O, no docker import."""
+def _merged_env(
+    base: dict[str, str], extra: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    return tuple({**base, **dict(extra)}.items())
+
+
+def build_run_spec(
+    profile: Profile,
+    *,
+    extra_labels: dict[str, str] | None = None,
+    gpu_access: DevicesAccess | None = None,
+) -> RunSpec:
+    """The container the profile describes. Pure: no I/O, no docker import.
+
+    `gpu_access`: what gpu.mode `devices` adds (device nodes, driver mounts, PATH and
+    LD_LIBRARY_PATH), from `gpu_access.devices_access`.
+    """
     security_opt = list(profile.security_opt)
     if profile.privileged:
         security_opt = [opt for opt in security_opt if not opt.startswith("no-new-privileges")]
@@ -134,8 +153,10 @@ def build_run_spec(profile: Profile, *, extra_labels: dict[str, str] | None = No
             for name, limit in sorted(profile.ulimits.items())
         ),
         gpu_request=gpu_request_for(profile),
-        mounts=tuple(Mount(v.host, v.container, v.read_only) for v in profile.volumes.values()),
-        environment=tuple(profile.environment.items()),
+        devices=gpu_access.devices if gpu_access else (),
+        mounts=tuple(Mount(v.host, v.container, v.read_only) for v in profile.volumes.values())
+        + (gpu_access.mounts if gpu_access else ()),
+        environment=_merged_env(profile.environment, gpu_access.environment if gpu_access else ()),
         working_dir=profile.working_dir,
         shm_size=profile.shm_size,
         restart_policy=profile.restart_policy,

@@ -285,6 +285,13 @@ def test_labels() -> dict[str, str]:
     return {TEST_SESSION_LABEL: SESSION_ID}
 
 
+@pytest.fixture(autouse=True)
+def _no_preflight_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine has no GPU or NVML, so `up`'s pre-flight checks would refuse every start:
+    lifecycle tests run without them (`--skip-checks`); tests of the checks delenv it."""
+    monkeypatch.setenv("HVINFRA_SKIP_CHECKS", "1")
+
+
 @pytest.fixture
 def hv_env(docker_engine: Engine, tmp_path: Path) -> dict[str, str]:
     """Environment for ``subprocess.run(["hvinfra", ...], env=hv_env)``.

@@ -9,9 +9,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from hvinfra.cli.common import TARGET_HELP, JsonOpt, ProfileFileOpt, SetOpt
+from hvinfra.cli.doctor import Fp8Opt, OffloadOpt
 from hvinfra.cli.images_cmd import LockOpt, SkipDiskOpt
 
 if TYPE_CHECKING:
+    from hvinfra.engine import DockerEngine
+    from hvinfra.gpu import GpuProbe
+    from hvinfra.gpu_access import DevicesAccess
+    from hvinfra.output import Output
+    from hvinfra.profiles import Profile
     from hvinfra.records import ContainerInfo
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
@@ -42,6 +48,23 @@ def _image_digest(engine: Any, info: ContainerInfo) -> str:
 
     image = engine.image(info.image_id) if info.image_id else None
     return repo_digest_of(image, info.image) if image is not None else ""
+
+
+def _warn_about_assets(output: Any, profile: Any, target: str) -> None:
+    """`up` starts the container anyway (it is a shell); it says what the scripts will miss."""
+    from hvinfra.assets import assets_report, failed
+    from hvinfra.errors import HvinfraError
+
+    try:
+        bad = failed(assets_report(profile))
+    except HvinfraError:
+        return
+    if bad:
+        listed = ", ".join(f"{row.piece} ({row.state.value})" for row in bad)
+        output.warn(
+            f"model assets not ready: {listed}; the sample scripts will fail until"
+            f" `hvinfra models pull {target}` (`hvinfra models check {target}` lists each fix)"
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -79,12 +102,24 @@ def register(app: typer.Typer) -> None:
         ),
         lock: Path | None = LockOpt,
         skip_disk_check: bool = SkipDiskOpt,
+        skip_checks: bool = typer.Option(
+            False,
+            "--skip-checks",
+            help="Start without the pre-flight checks of `hvinfra doctor` (printed loudly).",
+            envvar="HVINFRA_SKIP_CHECKS",
+        ),
+        use_fp8: bool = Fp8Opt,
+        use_cpu_offload: bool = OffloadOpt,
         as_json: bool = JsonOpt,
     ) -> None:
-        """Start the profile's container (detached, like the official `docker run -itd`)."""
+        """Start the profile's container (detached, like the official `docker run -itd`).
+
+        Runs the checks of `hvinfra doctor` first and refuses to start when one fails.
+        """
         from hvinfra.argv import docker_run_argv, shell_line
         from hvinfra.cli.common import connect, load
         from hvinfra.errors import ProfileError
+        from hvinfra.gpu import NvmlProbe
         from hvinfra.launcher import PullPolicy
         from hvinfra.launcher import up as launch
         from hvinfra.output import Output
@@ -102,20 +137,27 @@ def register(app: typer.Typer) -> None:
             volumes=volume, privileged=privileged,
         )  # fmt: skip
         profile = loaded.profile
-        spec = build_run_spec(profile)
+        probe = NvmlProbe()
         if dry_run:
+            profile = _dry_run_gpus(output, profile, probe)
+            spec = build_run_spec(profile, gpu_access=_gpu_access(profile, output))
             argv = docker_run_argv(spec)
             if as_json:
                 output.data({"argv": argv, "line": shell_line(argv), "profile": profile.name})
             else:
                 output.line(shell_line(argv))
             return
+        _warn_about_assets(output, profile, target)
         if profile.privileged:
             output.warn(
                 "--privileged: the container gets every capability and device and no seccomp"
                 " filter, as in the official line"
             )
         engine = connect()
+        profile = _preflight(
+            output, profile, engine, probe, skip=skip_checks, fp8=use_fp8, offload=use_cpu_offload
+        )
+        spec = build_run_spec(profile, gpu_access=_gpu_access(profile, output))
         from hvinfra.cli.images_cmd import lock_entry_for, prepared_pull
         from hvinfra.images import lock_mismatch
 
@@ -321,6 +363,87 @@ def register(app: typer.Typer) -> None:
         argv = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash; else exec sh; fi"]
         code = _run_exec(target, profile_file, sets, name, argv, interactive=True)
         raise typer.Exit(code)
+
+
+def _gpu_access(profile: Profile, output: Output) -> DevicesAccess | None:
+    """gpu.mode devices: the device nodes, driver mounts and env for the selected GPUs (the
+    probe and the host's driver files are read at this edge; gpu_access.py is pure)."""
+    if profile.gpu.mode != "devices":
+        return None
+    from hvinfra.cli.devices_mode import devices_access_for
+
+    return devices_access_for(profile, output)
+
+
+def _dry_run_gpus(output: Output, profile: Profile, probe: GpuProbe) -> Profile:
+    """Resolve --gpus against NVML when it answers; a dry run also works without GPUs."""
+    from hvinfra.preflight import probe_gpus, selection_of, with_resolved_gpus
+
+    if selection_of(profile) == "none":
+        return profile
+    system, error = probe_gpus(probe)
+    if system is None:
+        reason = error.message.splitlines()[0] if error else "no answer"
+        output.note(
+            f"note: GPUs not resolved ({reason}); the line uses the profile's selection as"
+            " written and no checks ran"
+        )
+        return profile
+    resolved = with_resolved_gpus(profile, system)
+    if resolved is not profile:
+        output.note("note: GPUs resolved with NVML: " + ", ".join(resolved.gpu.devices))
+    return resolved
+
+
+def _preflight(
+    output: Output,
+    profile: Profile,
+    engine: DockerEngine,
+    probe: GpuProbe,
+    *,
+    skip: bool,
+    fp8: bool,
+    offload: bool,
+) -> Profile:
+    """Run doctor's checks before starting; refuse on a failing one unless --skip-checks."""
+    from hvinfra import requirements
+    from hvinfra.checks import failed, run_checks
+    from hvinfra.cli.doctor import show_checks
+    from hvinfra.errors import PreflightFailed
+    from hvinfra.preflight import Options, gather, probe_gpus, with_resolved_gpus
+
+    gpus = probe_gpus(probe) if profile.gpu.devices != "none" else (None, None)
+    if skip:
+        output.err.print(
+            "[bold yellow]WARNING: --skip-checks: starting without the pre-flight checks"
+            " (VRAM, driver, runtime, disk, memlock). Failures will show up inside the"
+            " container instead.[/bold yellow]"
+        )
+        return with_resolved_gpus(profile, gpus[0]) if gpus[0] is not None else profile
+    if gpus[0] is not None:
+        profile = with_resolved_gpus(profile, gpus[0])
+    facts = gather(
+        profile,
+        connect=lambda: engine,
+        probe=probe,
+        options=Options(fp8=fp8, cpu_offload=offload),
+        gpus=gpus,
+    )
+    results = run_checks(facts, requirements.load())
+    bad = failed(results)
+    if bad:
+        show_checks(output, results, stderr=True)
+        raise PreflightFailed(
+            f"pre-flight: {len(bad)} check(s) failed: "
+            + "; ".join(f"{r.title}: {r.detail}" for r in bad),
+            bad[0].fix + " (the table above lists every check; `--skip-checks` starts anyway)"
+            if bad[0].fix
+            else "see the table above; `--skip-checks` starts anyway",
+        )
+    warnings = [r for r in results if r.status == "warn"]
+    for result in warnings:
+        output.warn(f"{result.title}: {result.detail}")
+    return profile
 
 
 def _run_exec(

@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from hvinfra.profiles.sizes import parse_size
 
@@ -86,6 +94,10 @@ class GpuConfig(_Strict):
     mode: Literal["toolkit", "devices"] = "toolkit"
     devices: GpuSelection = "all"
     capabilities: list[str] = Field(default_factory=lambda: ["gpu"])
+    # mode `devices` only: where the host driver's libraries and tools are; None = found from
+    # where NVML's libnvidia-ml.so.1 was loaded.
+    driver_lib_dir: str | None = None
+    driver_bin_dir: str | None = None
 
     @field_validator("devices", mode="before")
     @classmethod
@@ -119,11 +131,94 @@ def parse_gpu_selection(value: Any) -> Any:
     return value
 
 
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _relative(value: str) -> str:
+    parts = value.split("/")
+    if value.startswith("/") or ".." in parts:
+        raise ValueError(f"{value!r} must be a path inside the folder (relative, no '..')")
+    return value
+
+
+RelPath = Annotated[str, AfterValidator(_relative)]
+
+
+class CodeSource(_Strict):
+    """The HunyuanVideo code: a git repository checked out at one pinned commit."""
+
+    repo: str  # a git URL or path; a mirror or a fork works the same way
+    commit: str  # the full 40-hex commit id (a tag or branch could move)
+    sample_script: RelPath  # must exist in the checkout: sample_video.py / sample_image2video.py
+
+    @field_validator("commit")
+    @classmethod
+    def _full_sha(cls, value: str) -> str:
+        if not _SHA.match(value):
+            raise ValueError(f"{value!r} is not a full 40-hex commit id (`git rev-parse COMMIT`)")
+        return value
+
+
+class Preprocess(_Strict):
+    """A script of the code repo that turns a downloaded piece into what the sample scripts read.
+
+    Runs as `python SCRIPT ARGS...` in the profile's image, from the code folder; `{input}` and
+    `{output}` in args become the container paths of the download and of `output`.
+    """
+
+    script: RelPath
+    args: list[str]
+    output: RelPath  # folder under the weights folder
+    required: list[RelPath]  # files that must exist afterwards, relative to the weights folder
+    output_size: ByteSize = 0  # about how much the output takes, for the free-disk check
+
+
+class WeightPiece(_Strict):
+    """One piece of the weights: a hub repo (or part of it) downloaded under the weights folder.
+
+    `required` names the files that must exist and be non-empty afterwards, relative to the
+    weights folder; `*` globs match at least one file, and a `*.index.json` also requires every
+    shard it lists.
+    """
+
+    description: str = ""
+    repo_id: str
+    revision: str = "main"
+    subfolder: RelPath = ""  # where the repo's files land under the weights folder
+    allow_patterns: list[str]
+    required: list[RelPath]
+    optional: Literal["fp8"] | None = None  # None: required; fp8: only with `models pull --fp8`
+    preprocess: Preprocess | None = None
+
+
+class ModelsConfig(_Strict):
+    """What `hvinfra models pull|check` fetch and verify. The folders are `volumes.code.host`
+    and `volumes.weights.host`."""
+
+    code: CodeSource
+    weights: dict[str, WeightPiece]
+
+
+class RewriteSettings(_Strict):
+    """Prompt rewrite (`hvinfra generate --rewrite`): an OpenAI-compatible chat endpoint.
+
+    The API key is never a profile value: it comes from HVINFRA_REWRITE_API_KEY or a key file.
+    """
+
+    endpoint: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    model: str = "hunyuan-large"
+    api_key_file: str | None = None
+    timeout: float = 120.0
+
+
 class Profile(_Strict):
     """A resolved profile: everything needed to start one HunyuanVideo container."""
 
     name: str
     description: str = ""
+    # What the container is for, so pre-flight knows what to require (data/requirements.yaml).
+    workload: Literal["t2v", "i2v"] = "t2v"
+    resolution: Literal["720p", "540p", "360p"] = "720p"
     image: str
     # Pins the image: pulled and run as `repo@image_digest` (`hvinfra lock` records digests).
     image_digest: str | None = None
@@ -146,6 +241,8 @@ class Profile(_Strict):
     security_opt: list[str] = Field(default_factory=list)
     cap_add: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
+    models: ModelsConfig | None = None
+    rewrite: RewriteSettings = Field(default_factory=RewriteSettings)
 
     @field_validator("container_name")
     @classmethod

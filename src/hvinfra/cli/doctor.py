@@ -1,0 +1,132 @@
+"""`hvinfra doctor`: the pre-flight checks as one table (or JSON), and the helpers `up` shares."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from hvinfra.cli.common import JsonOpt, ProfileFileOpt, SetOpt
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from hvinfra.checks import CheckResult, Facts
+    from hvinfra.output import Output
+    from hvinfra.profiles import Profile
+
+JSON_SCHEMA = 1
+STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+
+GpusOpt = typer.Option(
+    None, "--gpus", help="GPUs to check: all, none, 0,1 or GPU UUIDs (default: the profile's)."
+)
+ResolutionOpt = typer.Option(
+    None, "--resolution", help="Check VRAM for 720p, 540p or 360p (default: the profile's)."
+)
+Fp8Opt = typer.Option(
+    False, "--use-fp8", help="Size the VRAM check for FP8 DiT weights (generate with --use-fp8)."
+)
+OffloadOpt = typer.Option(
+    False,
+    "--use-cpu-offload",
+    help="Size the VRAM check for CPU offload (generate with --use-cpu-offload).",
+)
+
+
+def checks_table(results: list[CheckResult]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table("CHECK", "STATUS", "DETAIL")
+    for result in results:
+        detail = Text(result.detail)
+        if result.fix and result.status != "pass":
+            detail.append(f"\nfix: {result.fix}", style="dim")
+        table.add_row(result.title, Text(result.status.upper(), style=STYLE[result.status]), detail)
+    return table
+
+
+def payload(profile: Profile, facts: Facts, results: list[CheckResult]) -> dict[str, Any]:
+    """doctor --json: documented in the README (GPU checks); bump JSON_SCHEMA on a change."""
+    from hvinfra.checks import summary
+    from hvinfra.records import gpu_system_as_dict
+
+    counts = summary(results)
+    return {
+        "schema": JSON_SCHEMA,
+        "ok": counts["fail"] == 0,
+        "profile": profile.name,
+        "workload": facts.workload,
+        "resolution": facts.resolution,
+        "fp8": facts.fp8,
+        "cpu_offload": facts.cpu_offload,
+        "image": facts.image_ref,
+        "summary": counts,
+        "checks": [r.as_dict() for r in results],
+        "gpus": gpu_system_as_dict(facts.gpus) if facts.gpus else None,
+        "docker": asdict(facts.engine) if facts.engine else None,
+    }
+
+
+def show_checks(output: Output, results: list[CheckResult], *, stderr: bool) -> None:
+    table = checks_table(results)
+    (output.err if stderr else output.out).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def doctor(
+        target: str = typer.Argument("t2v", help="Profile to check for: t2v, i2v, or a file."),
+        profile_file: Path | None = ProfileFileOpt,
+        sets: list[str] = SetOpt,
+        gpus: str | None = GpusOpt,
+        resolution: str | None = ResolutionOpt,
+        use_fp8: bool = Fp8Opt,
+        use_cpu_offload: bool = OffloadOpt,
+        image: str | None = typer.Option(None, "--image", help="Check for this image instead."),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Check this host for a profile: Docker, NVIDIA runtime, NVML, GPUs and their free
+        memory, driver vs image CUDA, MIG, other processes, disk, memlock, model code and weights.
+
+        Exits 10 when any check fails.
+        """
+        from hvinfra import requirements
+        from hvinfra.assets import FixContext, assets_report
+        from hvinfra.checks import asset_checks, failed, run_checks
+        from hvinfra.cli.common import connect, load
+        from hvinfra.errors import ExitCode
+        from hvinfra.gpu import NvmlProbe
+        from hvinfra.output import Output
+        from hvinfra.preflight import Options, gather
+
+        output = Output(json_mode=as_json)
+        extra = {"resolution": resolution} if resolution else None
+        profile = load(
+            target, profile_file, sets, image=image, gpus=gpus, extra_flags=extra
+        ).profile
+        facts = gather(
+            profile,
+            connect=connect,
+            probe=NvmlProbe(),
+            options=Options(fp8=use_fp8, cpu_offload=use_cpu_offload),
+        )
+        results = run_checks(facts, requirements.load())
+        results += asset_checks(assets_report(profile, FixContext(target)))
+        bad = failed(results)
+        if as_json:
+            output.data(payload(profile, facts, results))
+        else:
+            show_checks(output, results, stderr=False)
+            if bad:
+                output.err.print(
+                    f"[bold red]{len(bad)} check(s) failed:[/bold red] "
+                    + ", ".join(r.title for r in bad)
+                )
+            else:
+                output.err.print(f"[green]ready for {profile.name}[/green]")
+        if bad:
+            raise typer.Exit(int(ExitCode.PREFLIGHT))

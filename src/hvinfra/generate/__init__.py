@@ -1,0 +1,1 @@
+"""Generation jobs: request model, size/xDiT tables, argv plans, prompt rewrite, execution."""
