@@ -27,7 +27,7 @@ from hvinfra.errors import (
     ImageError,
 )
 from hvinfra.fixes import MEMLOCK_FIX, TOOLKIT_FIX
-from hvinfra.records import ContainerInfo, Distribution, EngineInfo, ExecResult, ImageInfo
+from hvinfra.records import ContainerInfo, EngineInfo, ExecResult, ImageInfo
 from hvinfra.spec import RunSpec
 
 LOG_TIMEOUT = 60
@@ -373,24 +373,6 @@ class DockerEngine:
             finally:
                 with contextlib.suppress(Exception):
                     stream.close()
-
-    def distribution(self, ref: str) -> Distribution:
-        """Ask the registry, through the engine, which manifest `ref` names (no pull)."""
-        registry = registry_of(ref)
-        with translate(f"looking up {ref} in its registry", self.host, registry):
-            found = self._api.inspect_distribution(ref)
-        descriptor = found.get("Descriptor") or {}
-        platforms = tuple(
-            "/".join(
-                p for p in (item.get("os"), item.get("architecture"), item.get("variant")) if p
-            )
-            for item in found.get("Platforms") or ()
-        )
-        return Distribution(
-            digest=str(descriptor.get("digest", "")),
-            media_type=str(descriptor.get("mediaType", "")),
-            platforms=platforms,
-        )
 
     def registry_credentials(self, ref: str) -> tuple[str, str] | None:
         """(username, password-or-token) the docker CLI would send to ref's registry, or None.

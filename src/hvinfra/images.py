@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hvinfra.errors import ExitCode, HvinfraError, PreflightFailed, ProfileError
+from hvinfra.errors import HvinfraError, PreflightFailed, ProfileError
 from hvinfra.records import EngineInfo, ImageInfo
 
 LOCK_NAME = "hvinfra.lock"
@@ -263,10 +263,6 @@ def disk_error(check: DiskCheck) -> HvinfraError:
         "free space (`docker system prune`, `docker image prune -a`), move Docker's data-root"
         " to a larger disk, or pass --skip-disk-check to try anyway",
     )
-
-
-def image_error_exit() -> ExitCode:
-    return ExitCode.IMAGE
 
 
 def as_json(entry: LockEntry) -> dict[str, Any]:

@@ -65,15 +65,6 @@ class EngineInfo:
 
 
 @dataclass(frozen=True)
-class Distribution:
-    """What the registry says about a reference, asked through the engine (no pull)."""
-
-    digest: str  # the manifest (or manifest list) digest: what `repo@digest` pins
-    media_type: str
-    platforms: tuple[str, ...] = ()  # "linux/amd64", …
-
-
-@dataclass(frozen=True)
 class ExecResult:
     exit_code: int
     output: bytes = b""
