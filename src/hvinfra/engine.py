@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import docker
+import docker.auth as docker_auth
 import docker.errors
 import requests
 from docker.types import DeviceRequest, Ulimit
@@ -77,33 +78,67 @@ FAULTS: tuple[Fault, ...] = (
         r"toomanyrequests|rate limit",
         ImageError,
         "the registry refused the pull: rate limit reached",
-        "wait and retry, `docker login` for a higher limit, or use a registry mirror",
+        "wait and retry, `docker login {registry}` for a higher limit, or use a registry mirror"
+        " (`registry-mirrors` in /etc/docker/daemon.json)",
     ),
     Fault(
-        r"pull access denied|unauthorized|authentication required|denied: requested access",
+        r"pull access denied|repository does not exist or may require",
+        ImageError,
+        "the registry refused the pull: the repository does not exist, or it needs a login",
+        "check the image name; if it is private, `docker login {registry}` with an account"
+        " that may pull it",
+    ),
+    Fault(
+        r"no basic auth credentials|unauthorized|authentication required"
+        r"|denied: requested access",
         ImageError,
         "the registry refused the pull: authentication required or access denied",
-        "check the image name, then `docker login REGISTRY` with an account that may pull it",
+        "`docker login {registry}` (hvinfra uses the docker CLI's credentials: $DOCKER_CONFIG"
+        " or ~/.docker/config.json, credential helpers included)",
     ),
     Fault(
         r"no space left on device",
         ImageError,
         "Docker's data root ran out of disk space",
-        "free space (`docker system prune`) or move Docker's data-root to a larger disk",
+        "free space (`docker system prune`, `docker image prune -a`) or move Docker's data-root"
+        " (`data-root` in /etc/docker/daemon.json) to a larger disk",
     ),
     Fault(
-        r"manifest unknown|manifest for .* not found|not found: manifest",
+        r"manifest unknown|manifest for .* not found|not found: manifest|name unknown"
+        r"|repository name not known",
         ImageError,
         "the registry has no such image or tag",
         "check the image name and tag (`--image REPO:TAG`), or build it (`hvinfra build`)",
     ),
     Fault(
-        r"dial tcp|connection refused|no such host|i/o timeout|TLS handshake timeout"
-        r"|server gave HTTP response to HTTPS client|Client.Timeout",
+        r"server gave HTTP response to HTTPS client",
         ImageError,
-        "the registry cannot be reached",
+        "the registry speaks plain HTTP but Docker expects HTTPS",
+        "serve the registry over TLS, or list it under `insecure-registries` in"
+        " /etc/docker/daemon.json and restart dockerd",
+    ),
+    Fault(
+        r"x509: |certificate signed by unknown authority|tls: failed to verify",
+        ImageError,
+        "the registry's TLS certificate is not trusted by the Docker daemon",
+        "put the registry's CA at /etc/docker/certs.d/{registry}/ca.crt (on the daemon's host)",
+    ),
+    Fault(
+        r"dial tcp|connection refused|no such host|i/o timeout|TLS handshake timeout"
+        r"|Client.Timeout|network is unreachable",
+        ImageError,
+        "the registry {registry} cannot be reached",
         "check the network, the registry address in the image name, and Docker's proxy/mirror"
-        " settings (`docker info`)",
+        " settings (`docker info`); then rerun",
+    ),
+    Fault(
+        r"/v2/[^\s]*\"?: (unexpected )?EOF|connection reset by peer|broken pipe"
+        r"|unexpected EOF|request canceled|http2: server sent GOAWAY",
+        ImageError,
+        "the connection to the registry {registry} broke during the pull (the daemon had"
+        " already retried)",
+        "rerun the same command when the network is stable; dockerd retries each layer"
+        " `max-download-attempts` times (default 5, /etc/docker/daemon.json)",
     ),
     Fault(
         r"No such image",
@@ -120,13 +155,18 @@ FAULTS: tuple[Fault, ...] = (
 )
 
 
-def classify(text: str, context: str = "") -> HvinfraError | None:
-    """Map an engine message to an HvinfraError, or None when it is not a known fault."""
+def classify(text: str, context: str = "", registry: str = "") -> HvinfraError | None:
+    """Map an engine message to an HvinfraError, or None when it is not a known fault.
+
+    `registry` fills the `{registry}` placeholders of messages and fixes (REGISTRY if unknown).
+    """
     for fault in FAULTS:
         if re.search(fault.pattern, text, re.IGNORECASE | re.DOTALL):
             prefix = f"{context}: " if context else ""
             detail = text.strip().splitlines()[0] if text.strip() else ""
-            return fault.error(f"{prefix}{fault.message}\n  engine said: {detail}", fault.fix)
+            message = fault.message.replace(" {registry}", f" {registry}" if registry else "")
+            fix = fault.fix.replace("{registry}", registry or "REGISTRY")
+            return fault.error(f"{prefix}{message}\n  engine said: {detail}", fix)
     return None
 
 
@@ -152,7 +192,7 @@ def _unreachable(exc: BaseException, host: str) -> HvinfraError:
 
 
 @contextlib.contextmanager
-def translate(context: str, host: str = "") -> Iterator[None]:
+def translate(context: str, host: str = "", registry: str = "") -> Iterator[None]:
     """Turn docker-py and requests exceptions into HvinfraErrors, once, here."""
     host = host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
@@ -161,7 +201,7 @@ def translate(context: str, host: str = "") -> Iterator[None]:
         raise
     except docker.errors.APIError as exc:
         text = str(exc.explanation or exc)
-        known = classify(text, context)
+        known = classify(text, context, registry)
         if known is not None:
             raise known from exc
         if exc.status_code == 404:
@@ -244,6 +284,7 @@ def _container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
         stdin_open=bool(config.get("OpenStdin")),
         started_at=str(state.get("StartedAt", "")),
         created=str(attrs.get("Created", "")),
+        health=str((state.get("Health") or {}).get("Status", "")),
     )
 
 
@@ -293,6 +334,10 @@ class DockerEngine:
             security_options=tuple(info.get("SecurityOptions") or ()),
             docker_root_dir=str(info.get("DockerRootDir", "")),
             os_type=str(info.get("OSType", "linux")),
+            storage_driver=str(info.get("Driver", "")),
+            containerd_store=_uses_containerd_store(info),
+            insecure_registries=_insecure_registries(info),
+            registry_mirrors=tuple((info.get("RegistryConfig") or {}).get("Mirrors") or ()),
         )
 
     # -- images -----------------------------------------------------------------------------
@@ -304,17 +349,89 @@ class DockerEngine:
                 return None
 
     def pull_events(self, ref: str) -> Iterator[dict[str, Any]]:
-        """The engine's pull progress events; an in-band error becomes an ImageError."""
+        """The engine's pull progress events; an in-band error becomes an ImageError.
+
+        Credentials are the docker CLI's, as docker-py resolves them for the image's registry
+        ($DOCKER_CONFIG or ~/.docker/config.json, credential helpers included); they travel in
+        the X-Registry-Auth header and are never logged. Closing the generator (Ctrl-C) closes
+        the HTTP stream, which makes the daemon cancel the pull.
+        """
         repository, tag = _split_ref(ref)
         context = f"pulling {ref}"
-        with self._translate(context):
+        registry = registry_of(ref)
+        with translate(context, self.host, registry):
             stream = self._api.pull(repository, tag=tag, stream=True, decode=True)
             try:
                 for event in stream:
                     if "error" in event or "errorDetail" in event:
-                        text = str(event.get("error") or event["errorDetail"].get("message", ""))
-                        raise classify(text, context) or ImageError(
+                        detail = event.get("errorDetail") or {}
+                        text = str(event.get("error") or detail.get("message", ""))
+                        raise classify(text, context, registry) or ImageError(
                             f"{context}: {text}", "see the registry's message above"
+                        )
+                    yield event
+            finally:
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+    def registry_credentials(self, ref: str) -> tuple[str, str] | None:
+        """(username, password-or-token) the docker CLI would send to ref's registry, or None.
+
+        For hvinfra's own manifest request (the layer sizes of the free-disk check). The secret
+        is handed to that request only; it is never printed or stored.
+        """
+
+        registry = registry_of(ref)
+        try:
+            config = docker_auth.load_config(credstore_env=None)
+            found = config.resolve_authconfig(registry)
+        except Exception:  # an unreadable config or a failing helper: go anonymous
+            return None
+        if not found:
+            return None
+        token = found.get("IdentityToken") or found.get("identitytoken")
+        user = found.get("Username") or found.get("username") or ""
+        secret = token or found.get("Password") or found.get("password")
+        return (str(user), str(secret)) if secret else None
+
+    def build_events(
+        self,
+        context_dir: str,
+        *,
+        dockerfile: str,
+        tag: str,
+        build_args: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        pull: bool = False,
+        no_cache: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """The engine's build stream (classic builder, as docker-py speaks it): `stream` lines,
+        `aux` with the image ID, and in-band errors, which become an ImageError."""
+        context = f"building {tag} from {dockerfile}"
+        base = (build_args or {}).get("BASE_IMAGE", "")
+        base_registry = registry_of(base) if base else ""
+        with translate(context, self.host, base_registry):
+            stream = self._api.build(
+                path=context_dir,
+                dockerfile=dockerfile,
+                tag=tag,
+                buildargs=dict(build_args or {}),
+                labels=dict(labels or {}) or None,
+                pull=pull,
+                nocache=no_cache,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            try:
+                for event in stream:
+                    if "error" in event or "errorDetail" in event:
+                        detail = event.get("errorDetail") or {}
+                        text = str(event.get("error") or detail.get("message", "")).strip()
+                        raise classify(text, context, base_registry) or ImageError(
+                            f"{context}: the build failed: {text}",
+                            "read the build output above; fix the Dockerfile or the build"
+                            " arguments (`--build-arg BASE_IMAGE=…`)",
                         )
                     yield event
             finally:
@@ -484,6 +601,31 @@ def _raw_socket(sock: Any) -> socket.socket:
     raw = getattr(sock, "_sock", sock)
     assert isinstance(raw, socket.socket)
     return raw
+
+
+def _uses_containerd_store(info: Mapping[str, Any]) -> bool:
+    status = info.get("DriverStatus") or []
+    return any(
+        isinstance(item, (list, tuple)) and len(item) == 2 and "containerd.snapshotter" in item[1]
+        for item in status
+    )
+
+
+def _insecure_registries(info: Mapping[str, Any]) -> tuple[str, ...]:
+    config = info.get("RegistryConfig") or {}
+    names = [
+        name
+        for name, index in (config.get("IndexConfigs") or {}).items()
+        if isinstance(index, Mapping) and index.get("Secure") is False
+    ]
+    return (*tuple(config.get("InsecureRegistryCIDRs") or ()), *names)
+
+
+def registry_of(ref: str) -> str:
+    """The registry host of an image reference, as the docker CLI reads it (docker.io default)."""
+
+    registry, _ = docker_auth.resolve_repository_name(ref.split("@", 1)[0] or "x")
+    return "docker.io" if registry in ("", docker_auth.INDEX_NAME) else str(registry)
 
 
 def _split_ref(ref: str) -> tuple[str, str | None]:

@@ -31,6 +31,7 @@ class ContainerInfo:
     stdin_open: bool = False
     started_at: str = ""
     created: str = ""
+    health: str = ""  # starting, healthy, unhealthy; "" when the image has no HEALTHCHECK
 
     @property
     def short_id(self) -> str:
@@ -55,6 +56,12 @@ class EngineInfo:
     security_options: tuple[str, ...]
     docker_root_dir: str
     os_type: str = "linux"
+    storage_driver: str = ""
+    # The containerd image store keeps the layers of an interrupted pull; the classic
+    # graphdriver store (overlay2 on dockerd < 29 by default) discards them (moby#26146).
+    containerd_store: bool = False
+    insecure_registries: tuple[str, ...] = ()  # CIDRs and hostnames served over plain HTTP
+    registry_mirrors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

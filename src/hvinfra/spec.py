@@ -139,7 +139,7 @@ def build_run_spec(
         **(extra_labels or {}),
     }
     spec = RunSpec(
-        image=profile.image,
+        image=profile.image_ref,
         name=profile.container_name,
         command=tuple(profile.command) if profile.command is not None else None,
         tty=profile.tty,

@@ -41,13 +41,14 @@ def _root(
 
 
 def _register() -> None:
-    from hvinfra.cli import config_cmd, doctor, generate_cmd, lifecycle, models_cmd
+    from hvinfra.cli import config_cmd, doctor, generate_cmd, images_cmd, lifecycle, models_cmd
 
     lifecycle.register(app)
     config_cmd.register(app)
     doctor.register(app)
     models_cmd.register(app)
     generate_cmd.register(app)
+    images_cmd.register(app)
 
 
 _register()

@@ -10,6 +10,7 @@ import typer
 
 from hvinfra.cli.common import TARGET_HELP, JsonOpt, ProfileFileOpt, SetOpt
 from hvinfra.cli.doctor import Fp8Opt, OffloadOpt
+from hvinfra.cli.images_cmd import LockOpt, SkipDiskOpt
 
 if TYPE_CHECKING:
     from hvinfra.engine import DockerEngine
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
 
-def _container_row(info: ContainerInfo) -> dict[str, Any]:
+def _container_row(info: ContainerInfo, image_digest: str = "") -> dict[str, Any]:
     from hvinfra.launcher import gpus_of
 
     return {
@@ -33,10 +34,20 @@ def _container_row(info: ContainerInfo) -> dict[str, Any]:
         "exit_code": info.exit_code,
         "image": info.image,
         "image_id": info.image_id,
+        "image_digest": image_digest,
+        "health": info.health,
         "gpus": gpus_of(info),
         "version": info.labels.get("io.hvinfra.version", ""),
         "started_at": info.started_at,
     }
+
+
+def _image_digest(engine: Any, info: ContainerInfo) -> str:
+    """The registry digest (`repo@sha256:…`) of the image the container runs, '' if none."""
+    from hvinfra.images import repo_digest_of
+
+    image = engine.image(info.image_id) if info.image_id else None
+    return repo_digest_of(image, info.image) if image is not None else ""
 
 
 def _warn_about_assets(output: Any, profile: Any, target: str) -> None:
@@ -89,6 +100,8 @@ def register(app: typer.Typer) -> None:
         wait_timeout: float = typer.Option(
             60.0, "--wait-timeout", help="Seconds to wait for the container to run."
         ),
+        lock: Path | None = LockOpt,
+        skip_disk_check: bool = SkipDiskOpt,
         skip_checks: bool = typer.Option(
             False,
             "--skip-checks",
@@ -145,13 +158,28 @@ def register(app: typer.Typer) -> None:
             output, profile, engine, probe, skip=skip_checks, fp8=use_fp8, offload=use_cpu_offload
         )
         spec = build_run_spec(profile, gpu_access=_gpu_access(profile, output))
-        from hvinfra.pull_display import pull_observer
+        from hvinfra.cli.images_cmd import lock_entry_for, prepared_pull
+        from hvinfra.images import lock_mismatch
 
+        entry = lock_entry_for(profile.name, lock)
+        observer = prepared_pull(
+            engine, output, spec.image, entry=entry, skip_disk_check=skip_disk_check
+        )
         result = launch(
             engine, spec, profile_name=profile.name, pull=policy, replace=replace,
-            observe_pull=pull_observer(output, spec.image), wait_timeout=wait_timeout,
+            observe_pull=observer, wait_timeout=wait_timeout,
         )  # fmt: skip
-        row = _container_row(result.container) | {"action": result.action, "pulled": result.pulled}
+        mismatch = lock_mismatch(entry, spec.image, engine.image(spec.image)) if entry else None
+        if mismatch:
+            output.warn(
+                f"the image differs from the lock file: {mismatch} (pin it with"
+                " `--set image_digest=…`, or `hvinfra lock` to record the new one)"
+            )
+        row = _container_row(result.container, _image_digest(engine, result.container)) | {
+            "action": result.action,
+            "pulled": result.pulled,
+            "lock_mismatch": mismatch,
+        }
         if as_json:
             output.data(row)
             return
@@ -161,6 +189,7 @@ def register(app: typer.Typer) -> None:
         output.out.print(
             f"[green]{verb}[/green] {row['name']} ({row['id']})\n"
             f"  image  {row['image']}  [dim]{row['image_id'][:19]}[/dim]\n"
+            f"  digest {row['image_digest'] or '(none: built or loaded here)'}\n"
             f"  gpus   {row['gpus'] or 'none'}\n"
             f"  next   hvinfra logs {profile.name} -f | hvinfra attach {profile.name}"
             f" | hvinfra exec {profile.name} -- CMD | hvinfra down {profile.name}"
@@ -206,19 +235,25 @@ def register(app: typer.Typer) -> None:
         from hvinfra.output import Output
 
         output = Output(json_mode=as_json)
-        rows = [_container_row(c) for c in managed_containers(connect(), target)]
+        engine = connect()
+        rows = [
+            _container_row(c, _image_digest(engine, c)) for c in managed_containers(engine, target)
+        ]
         if as_json:
             output.data(rows)
             return
         if not rows:
             output.out.print("no hvinfra containers (start one with `hvinfra up t2v`)")
             return
-        table = Table("NAME", "PROFILE", "STATUS", "IMAGE", "IMAGE ID", "GPUS", "ID")
+        table = Table("NAME", "PROFILE", "STATUS", "IMAGE", "IMAGE ID", "DIGEST", "GPUS", "ID")
         for row in rows:
             state = row["status"] + (f" ({row['exit_code']})" if row["status"] == "exited" else "")
+            if row["health"]:
+                state += f", {row['health']}"
+            digest = row["image_digest"].partition("@")[2]
             table.add_row(
                 row["name"], row["profile"], state, row["image"], row["image_id"][7:19],
-                row["gpus"], row["id"],
+                digest[7:19] or "-", row["gpus"], row["id"],
             )  # fmt: skip
         output.table(table)
 

@@ -22,6 +22,7 @@ ByteSize = Annotated[int, BeforeValidator(parse_size)]
 UNLIMITED = -1
 _GPU_UUID = re.compile(r"^(GPU|MIG)-[0-9a-fA-F-]+$")
 _CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class _Strict(BaseModel):
@@ -219,6 +220,8 @@ class Profile(_Strict):
     workload: Literal["t2v", "i2v"] = "t2v"
     resolution: Literal["720p", "540p", "360p"] = "720p"
     image: str
+    # Pins the image: pulled and run as `repo@image_digest` (`hvinfra lock` records digests).
+    image_digest: str | None = None
     container_name: str
     network_mode: str = "host"
     uts_mode: str | None = "host"
@@ -249,6 +252,32 @@ class Profile(_Strict):
                 f"{value!r} is not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
             )
         return value
+
+    @field_validator("image_digest")
+    @classmethod
+    def _digest_form(cls, value: str | None) -> str | None:
+        if value is not None and not _DIGEST.match(value):
+            raise ValueError(f"{value!r} is not a digest (sha256: and 64 lowercase hex digits)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_digest(self) -> Profile:
+        _, sep, own = self.image.partition("@")
+        if sep and not _DIGEST.match(own):
+            raise ValueError(f"image {self.image!r}: the part after @ is not a sha256 digest")
+        if sep and self.image_digest and own != self.image_digest:
+            raise ValueError(
+                f"image {self.image!r} and image_digest {self.image_digest!r} name different"
+                " digests; keep one"
+            )
+        return self
+
+    @property
+    def image_ref(self) -> str:
+        """The reference to pull and run: `repo@digest` when pinned, else `image`."""
+        from hvinfra.images import pinned_ref
+
+        return pinned_ref(self.image, self.image_digest)
 
     @field_validator("environment", mode="before")
     @classmethod
