@@ -107,7 +107,12 @@ def _comparable(value: Any) -> Any:
     docker-py sends null (DnsSearch, DeviceIDs, PortBindings, ...); the engine treats them
     alike. ConsoleSize is what the CLI fills in for a terminal it does not have."""
     if isinstance(value, dict):
-        return {k: _comparable(v) for k, v in value.items() if k != "ConsoleSize"} or None
+        # The docker CLI collects -v flags in a Go map, so its Binds come in any order.
+        return {
+            k: sorted(v) if k == "Binds" and v else _comparable(v)
+            for k, v in value.items()
+            if k != "ConsoleSize"
+        } or None
     if isinstance(value, list):
         return [_comparable(v) for v in value] or None
     return value
