@@ -42,3 +42,8 @@ def devices_access_for(profile: Profile, output: Output) -> DevicesAccess:
     where = f"{driver.lib_dir} (found by {driver.found_by})" if driver else "?"
     output.info(f"gpu.mode devices: GPU {gpus}; driver {system.driver_version} from {where}")
     return access
+
+
+def gpu_access_for(profile: Profile, output: Output) -> DevicesAccess | None:
+    """What `build_run_spec(gpu_access=…)` needs: None in toolkit mode."""
+    return devices_access_for(profile, output) if profile.gpu.mode == "devices" else None

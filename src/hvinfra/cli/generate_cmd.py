@@ -388,6 +388,8 @@ def _run(
     rewrite_info: dict[str, Any] | None,
 ) -> None:
     from hvinfra.cli.common import connect
+    from hvinfra.cli.devices_mode import gpu_access_for
+    from hvinfra.cli.images_cmd import prepared_pull
     from hvinfra.generate.run import (
         _pre_job_checks,
         ensure_container,
@@ -396,7 +398,7 @@ def _run(
         run_job,
     )
     from hvinfra.generate_display import JobDisplay
-    from hvinfra.pull_display import pull_observer
+    from hvinfra.spec import build_run_spec
 
     system = None
     if v["skip_checks"]:
@@ -412,9 +414,11 @@ def _run(
     for warning in checks:
         output.warn(f"{warning.title}: {warning.detail}")
     engine = connect()
+    spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
     container, started = ensure_container(
-        engine, profile, no_up=v["no_up"], observe_pull=pull_observer(output, profile.image)
-    )
+        engine, profile, no_up=v["no_up"], spec=spec,
+        observe_pull=prepared_pull(engine, output, spec.image),
+    )  # fmt: skip
     if started:
         output.info(f"started {container.name} ({container.short_id})")
     files = reserve_output_files(out_dir, plan.output_stem)

@@ -15,7 +15,6 @@ from hvinfra.cli.images_cmd import LockOpt, SkipDiskOpt
 if TYPE_CHECKING:
     from hvinfra.engine import DockerEngine
     from hvinfra.gpu import GpuProbe
-    from hvinfra.gpu_access import DevicesAccess
     from hvinfra.output import Output
     from hvinfra.profiles import Profile
     from hvinfra.records import ContainerInfo
@@ -118,6 +117,7 @@ def register(app: typer.Typer) -> None:
         """
         from hvinfra.argv import docker_run_argv, shell_line
         from hvinfra.cli.common import connect, load
+        from hvinfra.cli.devices_mode import gpu_access_for
         from hvinfra.errors import ProfileError
         from hvinfra.gpu import NvmlProbe
         from hvinfra.launcher import PullPolicy
@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
         probe = NvmlProbe()
         if dry_run:
             profile = _dry_run_gpus(output, profile, probe)
-            spec = build_run_spec(profile, gpu_access=_gpu_access(profile, output))
+            spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
             argv = docker_run_argv(spec)
             if as_json:
                 output.data({"argv": argv, "line": shell_line(argv), "profile": profile.name})
@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
         profile = _preflight(
             output, profile, engine, probe, skip=skip_checks, fp8=use_fp8, offload=use_cpu_offload
         )
-        spec = build_run_spec(profile, gpu_access=_gpu_access(profile, output))
+        spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
         from hvinfra.cli.images_cmd import lock_entry_for, prepared_pull
         from hvinfra.images import lock_mismatch
 
@@ -363,16 +363,6 @@ def register(app: typer.Typer) -> None:
         argv = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash; else exec sh; fi"]
         code = _run_exec(target, profile_file, sets, name, argv, interactive=True)
         raise typer.Exit(code)
-
-
-def _gpu_access(profile: Profile, output: Output) -> DevicesAccess | None:
-    """gpu.mode devices: the device nodes, driver mounts and env for the selected GPUs (the
-    probe and the host's driver files are read at this edge; gpu_access.py is pure)."""
-    if profile.gpu.mode != "devices":
-        return None
-    from hvinfra.cli.devices_mode import devices_access_for
-
-    return devices_access_for(profile, output)
 
 
 def _dry_run_gpus(output: Output, profile: Profile, probe: GpuProbe) -> Profile:

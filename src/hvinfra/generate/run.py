@@ -31,7 +31,7 @@ from hvinfra.generate.request import I2VRequest, Request, T2VRequest
 from hvinfra.launcher import Engine, PullObserver, consume, exit_explanation, require_container, up
 from hvinfra.profiles.models import Profile
 from hvinfra.records import ContainerInfo, ExecResult, GpuSystem, ImageInfo
-from hvinfra.spec import LABEL_GPUS, build_run_spec
+from hvinfra.spec import LABEL_GPUS, RunSpec, build_run_spec
 
 # `sh -c WRAPPER hvinfra-job PIDFILE ARGV…`: record the pid, then become the job (same pid).
 PID_WRAPPER = 'echo "$$" > "$1"; shift; exec "$@"'
@@ -216,14 +216,21 @@ def reserve_output_files(out_dir: Path, stem: str) -> OutputFiles:
 
 # -- the container ------------------------------------------------------------------------------
 def ensure_container(
-    engine: Engine, profile: Profile, *, no_up: bool, observe_pull: PullObserver = consume
+    engine: Engine,
+    profile: Profile,
+    *,
+    no_up: bool,
+    observe_pull: PullObserver = consume,
+    spec: RunSpec | None = None,
 ) -> tuple[ContainerInfo, bool]:
-    """The running container for the job, started with `up` semantics unless --no-up."""
+    """The running container for the job, started with `up` semantics unless --no-up.
+    `spec` is the profile's RunSpec as the CLI built it (devices mode adds device nodes)."""
     if no_up:
         return require_container(engine, profile.container_name, profile.name, running=True), False
     result = up(
-        engine, build_run_spec(profile), profile_name=profile.name, observe_pull=observe_pull
-    )
+        engine, spec or build_run_spec(profile), profile_name=profile.name,
+        observe_pull=observe_pull,
+    )  # fmt: skip
     return result.container, result.action != "already-running"
 
 
