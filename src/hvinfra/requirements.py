@@ -187,16 +187,14 @@ def what_would_fit(
         if alt.gib <= best:
             options.append(
                 FitOption(
-                    f"{resolution} with FP8 weights", alt.gib, "--use-fp8", alt.basis != "official"
+                    f"{resolution} with FP8 weights", alt.gib, "--fp8", alt.basis != "official"
                 )
             )
     if not cpu_offload:
         alt = req.vram(workload, resolution, fp8=fp8, cpu_offload=True)
         if alt.gib <= best:
             options.append(
-                FitOption(
-                    f"{resolution} with CPU offload, slower", alt.gib, "--use-cpu-offload", True
-                )
+                FitOption(f"{resolution} with CPU offload, slower", alt.gib, "--cpu-offload", True)
             )
     per_gpu = max(req.xdit_per_gpu_gib, req.floor_gib)
     able = [i for i, free in sorted(free_gib.items()) if free >= per_gpu]

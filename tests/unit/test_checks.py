@@ -61,7 +61,7 @@ def test_vram_gate_refuses_720p_with_less_than_60gib_free_and_says_what_fits() -
     assert "50.0 GiB free" in vram.detail
     assert "needs 60 GiB" in vram.detail
     assert "--set resolution=540p" in vram.fix
-    assert "--use-fp8" in vram.fix
+    assert "--fp8" in vram.fix
 
 
 def test_vram_passes_540p_on_the_same_gpu() -> None:

@@ -49,15 +49,15 @@ def test_48gib_gpu_at_720p_is_offered_540p_and_offload_not_fp8() -> None:
     )
     hows = [o.how for o in options]
     assert "--set resolution=540p" in hows
-    assert "--use-cpu-offload" in hows
-    assert "--use-fp8" not in hows  # 50 GiB does not fit in 48
+    assert "--cpu-offload" in hows
+    assert "--fp8" not in hows  # 50 GiB does not fit in 48
 
 
 def test_52gib_gpu_is_offered_fp8() -> None:
     options = what_would_fit(
         REQ, "t2v", "720p", fp8=False, cpu_offload=False, free_gib={0: 52.0}, short_gpus=[0]
     )
-    assert "--use-fp8" in [o.how for o in options]
+    assert "--fp8" in [o.how for o in options]
 
 
 def test_another_gpu_with_room_is_named() -> None:

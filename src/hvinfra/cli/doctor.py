@@ -27,12 +27,16 @@ ResolutionOpt = typer.Option(
     None, "--resolution", help="Check VRAM for 720p, 540p or 360p (default: the profile's)."
 )
 Fp8Opt = typer.Option(
-    False, "--use-fp8", help="Size the VRAM check for FP8 DiT weights (generate with --use-fp8)."
+    False,
+    "--fp8",
+    "--use-fp8",
+    help="Size the VRAM check for FP8 DiT weights (generate with --fp8).",
 )
 OffloadOpt = typer.Option(
     False,
+    "--cpu-offload",
     "--use-cpu-offload",
-    help="Size the VRAM check for CPU offload (generate with --use-cpu-offload).",
+    help="Size the VRAM check for CPU offload (generate with --cpu-offload).",
 )
 
 

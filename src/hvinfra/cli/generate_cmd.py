@@ -42,7 +42,10 @@ def _common(kind: str) -> dict[str, Any]:
             6.0, "--embedded-cfg-scale", help="Embedded guidance scale."
         ),
         "cpu_offload": typer.Option(
-            False, "--cpu-offload", help="--use-cpu-offload: less GPU memory, slower (1 GPU only)."
+            False,
+            "--cpu-offload",
+            "--use-cpu-offload",
+            help="Official --use-cpu-offload: less GPU memory, slower (1 GPU only).",
         ),
         "gpus": typer.Option(
             None,
@@ -131,7 +134,8 @@ def register(app: typer.Typer) -> None:
         fp8: bool = typer.Option(
             False,
             "--fp8",
-            help="FP8 DiT weights (--use-fp8 with the _fp8.pt weights; ~10 GB less).",
+            "--use-fp8",
+            help="FP8 DiT weights (official --use-fp8 with the _fp8.pt weights; ~10 GB less).",
         ),
         cpu_offload: bool = c["cpu_offload"],
         gpus: str | None = c["gpus"],
