@@ -171,6 +171,33 @@ def test_default_profile_equals_the_official_line_in_every_named_field(
     assert ours["Privileged"] is False and theirs["Privileged"] is False
 
 
+def test_privileged_equals_the_whole_official_line(
+    docker_host: str, docker_client: docker.DockerClient, standin_image: str, name: str,
+    hv_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """With --privileged, the security flags match the official line too."""
+    official = [*OFFICIAL, "--security-opt=seccomp=unconfined", "--privileged"]
+    subprocess.run(
+        ["docker", *official, "--name", name + "-official", standin_image],
+        env=hv_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    sets = ["--set", f"image={standin_image}", "--set", f"container_name={name}"]
+    assert main(["up", "t2v", *sets, "--privileged", "--dry-run", "--json"]) == 0
+    argv = _json_out(capsys)["argv"]
+    created = subprocess.run(
+        ["docker", "create", *argv[argv.index("--detach") + 1 :]],
+        env=hv_env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    ours = docker_client.api.inspect_container(name)
+    theirs = docker_client.api.inspect_container(name + "-official")
+    for field in (*NAMED_FIELDS, "Privileged", "SecurityOpt"):
+        assert ours["HostConfig"][field] == theirs["HostConfig"][field], field
+    assert ours["HostConfig"]["Privileged"] is True
+    for key in ("Tty", "OpenStdin", "Image"):
+        assert ours["Config"][key] == theirs["Config"][key], key
+
+
 def test_logs_tail_and_follow_end_when_the_container_exits(
     docker_host: str, runnable: list[str], name: str, hv_env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
