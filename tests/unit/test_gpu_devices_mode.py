@@ -37,6 +37,7 @@ from hvinfra.spec import DeviceNode, Mount, build_run_spec
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "gpu"
 H100X2 = FIXTURES / "h100x2-handwritten.json"
 H200 = FIXTURES / "h200-captured.json"
+H200X2 = FIXTURES / "h200x2-captured.json"
 ALL_NODES = ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools")
 RUNNER_DRIVER = HostDriver(
     lib_dir="/usr/local/nvidia/lib64",
@@ -75,6 +76,15 @@ def test_all_gpus_pass_every_gpu_node_once_then_the_control_nodes() -> None:
         "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset",
     ]  # fmt: skip
     assert all(d.permissions == "rwm" for d in access.devices)
+
+
+def test_on_the_captured_two_gpu_runner_gpu_1_gets_only_its_own_node() -> None:
+    """As on the real 2 x H200 runner: `--gpus 1` passed /dev/nvidia1 and no other GPU node."""
+    system = load_records(str(H200X2))
+    access = devices_access(profile("gpu.devices=1"), system, host(*ALL_NODES))
+    gpu_nodes = [d.host_path for d in access.devices if d.host_path[-1].isdigit()]
+    assert gpu_nodes == [f"/dev/nvidia{system.gpus[1].minor_number}"]
+    assert [g.uuid for g in access.gpus] == [system.gpus[1].uuid]
 
 
 def test_a_gpu_chosen_by_uuid_gets_its_own_node() -> None:
