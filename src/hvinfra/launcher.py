@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from hvinfra.errors import (
     ContainerExited,
     ContainerStateError,
+    ExitCode,
     HvinfraError,
     ImageError,
     Interrupted,
@@ -259,5 +260,9 @@ def gpus_of(info: ContainerInfo) -> str:
 
 def join_argv(argv: Sequence[str]) -> list[str]:
     if not argv:
-        raise HvinfraError("no command given", "write the command after --, e.g. `-- nvidia-smi`")
+        raise HvinfraError(
+            "no command given",
+            "write the command after --, e.g. `hvinfra exec t2v -- nvidia-smi`",
+            exit_code=ExitCode.USAGE,
+        )
     return list(argv)

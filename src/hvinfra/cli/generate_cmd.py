@@ -412,9 +412,9 @@ def _run(
         )
     else:
         system = probed_gpus()
-        if system is None:
-            output.warn("NVML did not answer: the job's GPU memory was not checked")
     checks = _pre_job_checks(request, plan, profile, out_dir, system, gates=not v["skip_checks"])
+    if system is None and not v["skip_checks"]:
+        output.warn("NVML did not answer: the job's GPU memory was not checked")
     for warning in checks:
         output.warn(f"{warning.title}: {warning.detail}")
     engine = connect()
