@@ -133,7 +133,7 @@ FAULTS: tuple[Fault, ...] = (
     ),
     Fault(
         r"/v2/[^\s]*\"?: (unexpected )?EOF|connection reset by peer|broken pipe"
-        r"|unexpected EOF|request canceled|http2: server sent GOAWAY",
+        r"|unexpected EOF|request canceled|http2: server sent GOAWAY|server closed idle connection",
         ImageError,
         "the connection to the registry {registry} broke during the pull (the daemon had"
         " already retried)",

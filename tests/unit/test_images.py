@@ -49,6 +49,8 @@ FAULTS = [
      "cannot be reached", "network"),
     ('Get "http://127.0.0.1:52397/v2/hv/multi/blobs/sha256:76c9": EOF',
      "broke during the pull", "rerun"),
+    ('Get "http://127.0.0.1:58627/v2/hv/multi/blobs/sha256:cc79": http: server closed idle '
+     "connection", "broke during the pull", "rerun"),  # seen in CI when the registry stopped
     ('Get "https://10.0.0.5:5000/v2/": http: server gave HTTP response to HTTPS client',
      "plain HTTP", "insecure-registries"),
     ('Get "https://r.example/v2/": x509: certificate signed by unknown authority',
