@@ -77,36 +77,11 @@ class DevicesAccess:
 
 
 def select_gpus(profile: Profile, system: GpuSystem) -> tuple[GpuInfo, ...]:
-    """The GPUs `gpu.devices` names (all, none, indices or UUIDs), checked against NVML's."""
-    wanted = profile.gpu.devices
-    if wanted == "none":
-        return ()
-    if wanted == "all":
-        if not system.gpus:
-            raise GpuRuntimeError(
-                "gpu.devices is 'all' but NVML lists no GPU on this host",
-                "check `nvidia-smi`; or run without GPUs: `--gpus none`",
-            )
-        return system.gpus
-    by_key: dict[str, GpuInfo] = {}
-    for gpu in system.gpus:
-        by_key[str(gpu.index)] = gpu
-        by_key[gpu.uuid] = gpu
-    chosen = []
-    for item in wanted:
-        if item.startswith("MIG-"):
-            raise GpuRuntimeError(
-                f"gpu.mode devices cannot pass the MIG instance {item}",
-                "use gpu.mode toolkit for MIG instances, or name the whole GPU",
-            )
-        if item not in by_key:
-            known = ", ".join(f"{g.index} ({g.uuid})" for g in system.gpus) or "none"
-            raise GpuRuntimeError(
-                f"no GPU {item!r} on this host (NVML lists: {known})",
-                "pick one of those with --gpus, or --gpus all",
-            )
-        chosen.append(by_key[item])
-    return tuple(dict.fromkeys(chosen))
+    """The GPUs `gpu.devices` names, resolved against NVML's as pre-flight resolves them."""
+    from hvinfra.checks import select_gpus as resolve
+
+    devices = profile.gpu.devices
+    return resolve(devices if isinstance(devices, str) else tuple(devices), system)
 
 
 def _node_path(dev_dir: str, name: str) -> str:

@@ -168,3 +168,11 @@ def probe_system(env: Mapping[str, str] | None = None) -> GpuSystem:
     from hvinfra import gpu
 
     return gpu.probe()
+
+
+class HostProbe:
+    """The GPU probe every command uses: recorded records when HVINFRA_GPU_RECORDS is set,
+    else NVML. One source per command, so pre-flight and devices mode see the same GPUs."""
+
+    def probe(self) -> GpuSystem:
+        return probe_system()

@@ -148,5 +148,5 @@ def test_devices_mode_refuses_a_gpu_nvml_does_not_list(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["up", "t2v", *devices_flags, "--gpus", "3"]) == 7
-    assert "no GPU '3'" in capsys.readouterr().err
+    assert "no GPU 3 on this host" in capsys.readouterr().err
     assert not docker_client.containers.list(all=True, filters={"name": name})

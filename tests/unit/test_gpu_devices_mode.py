@@ -114,7 +114,7 @@ def test_a_missing_required_node_is_a_gpu_runtime_error_naming_it(missing: str) 
 def test_an_unknown_gpu_index_lists_what_nvml_sees() -> None:
     with pytest.raises(GpuRuntimeError) as caught:
         devices_access(profile("gpu.devices=5"), h100x2(), host(*ALL_NODES))
-    assert "no GPU '5'" in caught.value.message
+    assert "no GPU 5 on this host" in caught.value.message
     assert "GPU-3b1f2a8c-0000-4000-8000-000000000002" in caught.value.message
 
 

@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         from hvinfra.checks import asset_checks, failed, run_checks
         from hvinfra.cli.common import connect, load
         from hvinfra.errors import ExitCode
-        from hvinfra.gpu import NvmlProbe
+        from hvinfra.host_gpu import HostProbe
         from hvinfra.output import Output
         from hvinfra.preflight import Options, gather
 
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
         facts = gather(
             profile,
             connect=connect,
-            probe=NvmlProbe(),
+            probe=HostProbe(),
             options=Options(fp8=use_fp8, cpu_offload=use_cpu_offload),
         )
         results = run_checks(facts, requirements.load())

@@ -214,10 +214,10 @@ def register(app: typer.Typer) -> None:
 @functools.cache
 def probed_gpus() -> GpuSystem | None:
     """What NVML sees on this host, asked once per command; None where it does not answer."""
-    from hvinfra.gpu import NvmlProbe
+    from hvinfra.host_gpu import HostProbe
     from hvinfra.preflight import probe_gpus
 
-    return probe_gpus(NvmlProbe())[0]
+    return probe_gpus(HostProbe())[0]
 
 
 def host_gpu_count() -> int | None:

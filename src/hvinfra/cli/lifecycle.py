@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         from hvinfra.cli.common import connect, load
         from hvinfra.cli.devices_mode import gpu_access_for
         from hvinfra.errors import ProfileError
-        from hvinfra.gpu import NvmlProbe
+        from hvinfra.host_gpu import HostProbe
         from hvinfra.launcher import PullPolicy
         from hvinfra.launcher import up as launch
         from hvinfra.output import Output
@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
             volumes=volume, privileged=privileged,
         )  # fmt: skip
         profile = loaded.profile
-        probe = NvmlProbe()
+        probe = HostProbe()
         if dry_run:
             profile = _dry_run_gpus(output, profile, probe)
             spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
