@@ -135,12 +135,16 @@ def pull(
     saved hub login), and for T2V the text-encoder preprocessing in the profile's image."""
     import sys
 
-    from hvinfra.errors import AssetsMissing, HvinfraError, Interrupted
+    from hvinfra.errors import AssetsMissing, ExitCode, HvinfraError, Interrupted
     from hvinfra.model_pull import PullTools, run_pull
     from hvinfra.output import Output
 
     if only not in (None, "code", "weights"):
-        raise HvinfraError(f"--only {only!r}: use code or weights", "write --only code")
+        raise HvinfraError(
+            f"--only {only!r}: use code or weights",
+            "write --only code or --only weights",
+            exit_code=ExitCode.USAGE,
+        )
     output = Output(json_mode=as_json)
     profile, fix = _resolve(target, profile_file, sets, code_dir, weights_dir)
     pieces = profile.models.weights.values() if profile.models else []
