@@ -6,10 +6,13 @@
 #   busybox-static   the one binary the stand-in image's rootfs is made of.
 #   docker-registry  a local registry (registry:2) for pull tests.
 #   apache2-utils    htpasswd, for the local registry's auth.
+#   gcc, libc6-dev   build the NVML-shaped stand-in library (tests/fixtures/nvml-stub).
+#   openssl          certificates for the token-auth registry (tests/engine/token_registry.py).
 # Idempotent: does nothing (and never touches the network) when all are present.
 set -euo pipefail
 
 PACKAGES=(docker.io busybox-static docker-registry apache2-utils)
+PACKAGES+=(gcc libc6-dev openssl)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

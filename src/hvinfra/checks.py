@@ -343,12 +343,19 @@ def check_processes(chosen: Sequence[GpuInfo]) -> CheckResult:
             f"GPU {exclusive[0].index} is EXCLUSIVE_PROCESS and already used ({'; '.join(lines)})",
             "stop that process, choose another GPU, or `sudo nvidia-smi -c DEFAULT`",
         )
-    if busy:
+    unknown = [f"GPU {g.index}: {g.processes_unknown}" for g in chosen if g.processes_unknown]
+    if unknown:
+        lines.append("could not list the processes on " + "; ".join(unknown))
+    if busy or unknown:
         return CheckResult(
             name,
             WARN,
-            "other processes use the GPU: " + "; ".join(lines),
-            "they share its memory and compute; stop them or choose other GPUs with --gpus",
+            ("other processes use the GPU: " if busy else "") + "; ".join(lines),
+            (
+                "they share its memory and compute; stop them or choose other GPUs with --gpus"
+                if busy
+                else "update the NVIDIA driver (`nvidia-smi` lists the processes meanwhile)"
+            ),
         )
     return CheckResult(name, PASS, "no other processes on the selected GPUs")
 

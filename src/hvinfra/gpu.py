@@ -66,6 +66,16 @@ NVML_FAULTS: dict[int, tuple[str, str]] = {
     ),
 }
 
+MISMATCH_FIX = (
+    "update the NVIDIA driver (the CUDA 12.4 images need >= 550.54.14), or install the"
+    " nvidia-ml-py release of the driver's generation (`pip install 'nvidia-ml-py<12.510'` for"
+    " drivers older than R510)"
+)
+PROCESSES_TOO_OLD = (
+    "the driver's NVML has neither nvmlDeviceGetComputeRunningProcesses_v3 nor _v2 (a driver"
+    " older than R470), so other processes on the GPU cannot be seen"
+)
+
 # Codes that mean "this GPU does not offer that value": the field becomes None.
 _NOT_OFFERED = {3, 6, 13}  # NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND
 _COMPUTE_MODES = {0: "default", 1: "exclusive_thread", 2: "prohibited", 3: "exclusive_process"}
@@ -82,6 +92,12 @@ def nvml_error(exc: BaseException, during: str = "") -> NvmlError:
     code = getattr(exc, "value", None)
     code = code if isinstance(code, int) else None
     where = f" ({during})" if during else ""
+    if type(exc).__name__ == "NVMLLibraryMismatchError":
+        return NvmlError(
+            f"NVML: the driver's management library is older than the nvidia-ml-py bindings"
+            f" (a function they call is missing){where}\n  NVML said: {exc}",
+            MISMATCH_FIX,
+        )
     if code in NVML_FAULTS:
         message, fix = NVML_FAULTS[code]
         return NvmlError(f"NVML: {message}{where}\n  NVML said: {exc}", fix, code=code)
@@ -145,10 +161,15 @@ class NvmlProbe:
                 nvml.nvmlShutdown()
 
     def _read(self, nvml: Any, error_type: type[BaseException]) -> GpuSystem:
+        # pynvml's unversioned calls raise NVMLLibraryMismatchError (not an NVMLError) when the
+        # driver's library lacks the versioned symbol they wrap.
+        found = getattr(nvml, "NVMLLibraryMismatchError", None)
+        mismatch: tuple[type[BaseException], ...] = (found,) if isinstance(found, type) else ()
+
         def call(during: str, fn: Callable[..., T], *args: Any) -> T:
             try:
                 return fn(*args)
-            except error_type as exc:
+            except (error_type, *mismatch) as exc:
                 raise nvml_error(exc, during) from exc
 
         def optional(fn: Callable[..., T], *args: Any) -> T | None:
@@ -176,7 +197,7 @@ class NvmlProbe:
             mig = optional(nvml.nvmlDeviceGetMigMode, handle)
             utilization = optional(nvml.nvmlDeviceGetUtilizationRates, handle)
             mode = optional(nvml.nvmlDeviceGetComputeMode, handle)
-            processes = optional(nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []
+            processes, unknown = self._processes(nvml, error_type, mismatch, handle)
             gpus.append(
                 GpuInfo(
                     index=index,
@@ -191,6 +212,7 @@ class NvmlProbe:
                     utilization_percent=None if utilization is None else int(utilization.gpu),
                     compute_mode=None if mode is None else _COMPUTE_MODES.get(int(mode), str(mode)),
                     processes=tuple(self._process(nvml, optional, p) for p in processes),
+                    processes_unknown=unknown,
                 )
             )
         return GpuSystem(
@@ -199,6 +221,33 @@ class NvmlProbe:
             gpus=tuple(gpus),
             nvml_library_path=self._library_path(),
         )
+
+    @staticmethod
+    def _processes(
+        nvml: Any,
+        error_type: type[BaseException],
+        mismatch: tuple[type[BaseException], ...],
+        handle: Any,
+    ) -> tuple[list[Any], str]:
+        """The compute processes on a GPU, and why they are unknown ("" when they are known).
+
+        The unversioned call needs the driver's _v3 symbol (R510 and newer); an older driver's
+        library is asked through _v2."""
+        calls = [nvml.nvmlDeviceGetComputeRunningProcesses]
+        calls += [getattr(nvml, "nvmlDeviceGetComputeRunningProcesses_v2", None)]
+        for fn in filter(None, calls):
+            try:
+                return list(fn(handle) or ()), ""
+            except mismatch:
+                continue
+            except error_type as exc:
+                code = getattr(exc, "value", None)
+                if code == 13:  # FUNCTION_NOT_FOUND: _v2 missing too
+                    continue
+                if code in _NOT_OFFERED | {4}:
+                    return [], f"NVML did not list them: {exc}"
+                raise nvml_error(exc, "listing the GPU's processes") from exc
+        return [], PROCESSES_TOO_OLD
 
     @staticmethod
     def _process(nvml: Any, optional: Callable[..., Any], proc: Any) -> GpuProcess:

@@ -93,6 +93,7 @@ class GpuInfo:
     utilization_percent: int | None = None
     compute_mode: str | None = None  # default, exclusive_process, prohibited
     processes: tuple[GpuProcess, ...] = ()
+    processes_unknown: str = ""  # why the process list could not be read ("" when it was)
 
 
 @dataclass(frozen=True)
