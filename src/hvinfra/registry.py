@@ -3,8 +3,9 @@
 The Engine API cannot tell sizes before a pull: `GET /distribution/{name}/json` returns the
 manifest's descriptor (digest, media type, platforms) but not the manifest. So hvinfra reads
 the manifest itself, with the credentials the docker CLI would use, only to size the free-disk
-check and the progress total. Any failure here (mirror-only networks, exotic auth) returns None
-and the pull goes on unchecked: this lookup never blocks a pull.
+check and the progress total. Any failure here (mirror-only networks, exotic auth) raises
+SizingFailed with the reason, which the pull shows as a warning and goes on unchecked: this lookup
+never blocks a pull, and never skips its check silently.
 """
 
 from __future__ import annotations
@@ -86,53 +87,83 @@ def plain_http(registry: str, insecure: Sequence[str]) -> bool:
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
+class SizingFailed(Exception):
+    """Why the registry could not tell an image's layer sizes (the text is shown as a warning)."""
+
+
 def _token(
     session: requests.Session, challenge: str, credentials: tuple[str, str] | None, scope: str
-) -> str | None:
+) -> str:
+    """A bearer token from the challenge's realm (the Docker Hub token flow)."""
     params = dict(_CHALLENGE.findall(challenge))
     realm = params.pop("realm", "")
     if not realm:
-        return None
+        raise SizingFailed(f"the registry's bearer challenge names no token realm: {challenge}")
     params.setdefault("scope", scope)
     response = session.get(realm, params=params, auth=credentials, timeout=TIMEOUT)
     if response.status_code != 200:
-        return None
+        login = "" if credentials else " (no `docker login` for this registry)"
+        raise SizingFailed(f"the token server {realm} answered HTTP {response.status_code}{login}")
     body = response.json()
     token = body.get("token") or body.get("access_token")
-    return str(token) if token else None
+    if not token:
+        raise SizingFailed(f"the token server {realm} answered without a token")
+    return str(token)
 
 
 def _get_manifest(
     session: requests.Session, url: str, credentials: tuple[str, str] | None, scope: str
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
     headers = {"Accept": ", ".join(MANIFEST_TYPES)}
     response = session.get(url, headers=headers, timeout=TIMEOUT)
     if response.status_code == 401:
         challenge = response.headers.get("WWW-Authenticate", "")
         if challenge.lower().startswith("bearer"):
             token = _token(session, challenge, credentials, scope)
-            if token is None:
-                return None
             session.headers["Authorization"] = f"Bearer {token}"
         elif challenge.lower().startswith("basic") and credentials:
             session.auth = credentials
         else:
-            return None
+            raise SizingFailed(
+                "the registry asks for credentials"
+                + (f" ({challenge.split()[0]} auth, not supported)" if challenge else "")
+                + ("" if credentials else " and there is no `docker login` for it")
+            )
         response = session.get(url, headers=headers, timeout=TIMEOUT)
     if response.status_code != 200:
-        return None
+        raise SizingFailed(f"the registry answered HTTP {response.status_code} for {url}")
     body: dict[str, Any] = response.json()
     return body
 
 
-def image_sizes(
+def _platforms(index: dict[str, Any]) -> list[str]:
+    found = []
+    for item in index.get("manifests") or ():
+        platform = item.get("platform") or {}
+        found.append(f"{platform.get('os', '?')}/{platform.get('architecture', '?')}")
+    return found
+
+
+def _pick(index: dict[str, Any], platform: tuple[str, str]) -> str:
+    """The digest of `platform`'s manifest in a multi-platform index."""
+    for item in index.get("manifests") or ():
+        wanted = item.get("platform") or {}
+        if (wanted.get("os"), wanted.get("architecture")) == platform:
+            return str(item["digest"])
+    raise SizingFailed(
+        f"the image index has no {platform[0]}/{platform[1]} manifest"
+        f" (it has {', '.join(_platforms(index)) or 'none'})"
+    )
+
+
+def size_image(
     image: str,
     *,
     credentials: tuple[str, str] | None = None,
     insecure: Sequence[str] = (),
     platform: tuple[str, str] = ("linux", "amd64"),
-) -> ImageSizes | None:
-    """The compressed layer sizes of `image` for `platform`, or None when they cannot be had."""
+) -> ImageSizes:
+    """The compressed layer sizes of `image` for `platform`; SizingFailed says why not."""
     ref = parse_reference(image)
     scheme = "http" if plain_http(ref.registry, insecure) else "https"
     base = f"{scheme}://{ref.api_host}/v2/{ref.repository}/manifests/"
@@ -140,27 +171,19 @@ def image_sizes(
     try:
         with requests.Session() as session:
             manifest = _get_manifest(session, base + ref.reference, credentials, scope)
-            if manifest and (manifest.get("mediaType") in _LISTS or "manifests" in manifest):
-                wanted = next(
-                    (
-                        item
-                        for item in manifest.get("manifests") or ()
-                        if (item.get("platform") or {}).get("os") == platform[0]
-                        and (item.get("platform") or {}).get("architecture") == platform[1]
-                    ),
-                    None,
-                )
-                if wanted is None:
-                    return None
-                manifest = _get_manifest(session, base + str(wanted["digest"]), credentials, scope)
-    except (requests.RequestException, ValueError, KeyError, TypeError):
-        return None
-    if not manifest or not isinstance(manifest.get("layers"), list):
-        return None
+            if manifest.get("mediaType") in _LISTS or "manifests" in manifest:
+                digest = _pick(manifest, platform)
+                manifest = _get_manifest(session, base + digest, credentials, scope)
+    except requests.RequestException as exc:
+        raise SizingFailed(f"cannot reach {ref.api_host}: {type(exc).__name__}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SizingFailed(f"the registry's answer is not a manifest: {exc}") from exc
+    if not isinstance(manifest.get("layers"), list):
+        raise SizingFailed(f"the manifest lists no layers (media type {manifest.get('mediaType')})")
     layers: dict[str, int] = {}
     for layer in manifest["layers"]:
         digest, size = str(layer.get("digest", "")), layer.get("size")
         if not digest.startswith("sha256:") or not isinstance(size, int):
-            return None
+            raise SizingFailed(f"a layer of the manifest has no sha256 digest or size: {layer}")
         layers[digest[7:19]] = layers.get(digest[7:19], 0) + size
     return ImageSizes(compressed=sum(layers.values()), layers=layers)

@@ -60,7 +60,9 @@ class LocalRegistry:
     again (the "registry went away and came back" case).
     """
 
-    def __init__(self, *, user: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self, *, user: str | None = None, password: str | None = None, auth_config: str = ""
+    ) -> None:
         binary = find_registry_binary()
         if binary is None:
             raise RuntimeError(
@@ -70,7 +72,7 @@ class LocalRegistry:
         self.root = Path(tempfile.mkdtemp(prefix="hvreg-"))
         self.port = free_port()
         self.user, self.password = user, password
-        auth = ""
+        auth = auth_config  # an `auth:` section of the registry's config (token auth)
         if user is not None and password is not None:
             htpasswd = self.root / "htpasswd"
             hashed = subprocess.run(

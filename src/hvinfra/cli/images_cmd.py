@@ -56,14 +56,21 @@ class PreparedPull:
     def __call__(self, events: Iterator[dict[str, Any]]) -> None:
         from hvinfra.images import disk_check, disk_error, local_free_bytes
         from hvinfra.pull_display import PullDisplay
-        from hvinfra.registry import image_sizes
+        from hvinfra.registry import ImageSizes, SizingFailed, size_image
 
         info = self.engine.info()
-        sizes = image_sizes(
-            self.ref,
-            credentials=self.engine.registry_credentials(self.ref),
-            insecure=info.insecure_registries,
-        )
+        sizes: ImageSizes | None = None
+        try:
+            sizes = size_image(
+                self.ref,
+                credentials=self.engine.registry_credentials(self.ref),
+                insecure=info.insecure_registries,
+            )
+        except SizingFailed as exc:
+            self.output.warn(
+                f"cannot size {self.ref} from its registry: {exc}; the free-disk check has no"
+                " image size and the progress no total"
+            )
         check = disk_check(
             info.docker_root_dir,
             local_free_bytes(info),
