@@ -14,7 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "adapters"))
 import nvml_stub  # noqa: E402
-from test_generate import Job, generate_image, job  # noqa: E402, F401
+from test_generate import Job, generate_image  # noqa: E402, F401
+from test_generate import job as job  # noqa: E402
 
 GIB = 1024**3
 pytestmark = pytest.mark.timeout(180)

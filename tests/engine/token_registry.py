@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from typing import Any
 from registry import LocalRegistry, free_port
 
 SERVICE = "hvinfra-test-registry"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 ISSUER = "hvinfra-test-token-issuer"
 
 _TOKEN_AUTH = """auth:
@@ -245,6 +248,24 @@ class TokenRegistry:
         data: dict[str, Any] = json.loads(body)
         return data
 
+    def put_blob(self, repository: str, data: bytes) -> str:
+        """Upload a blob (monolithic: POST, then PUT with the digest); returns its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        status, answer, headers = self._request(
+            "POST", f"/v2/{repository}/blobs/uploads/", repository
+        )
+        location = headers.get("Location", "")
+        if status != 202 or not location:
+            raise RuntimeError(f"POST blob upload {repository}: HTTP {status} {answer!r}")
+        path = urllib.parse.urlsplit(location)
+        query = (path.query + "&" if path.query else "") + f"digest={digest}"
+        status, answer, _ = self._request(
+            "PUT", f"{path.path}?{query}", repository, data, "application/octet-stream"
+        )
+        if status != 201:
+            raise RuntimeError(f"PUT blob {repository}: HTTP {status} {answer!r}")
+        return digest
+
     def put_manifest(
         self, repository: str, reference: str, manifest: dict[str, Any], media_type: str
     ) -> str:
@@ -256,3 +277,47 @@ class TokenRegistry:
         if status not in (200, 201):
             raise RuntimeError(f"PUT manifest {repository}:{reference}: HTTP {status} {answer!r}")
         return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def put_image_manifest(
+        self, repository: str, tag: str, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
+        """PUT a Docker v2 image manifest; returns its index entry (no platform yet)."""
+        digest = self.put_manifest(repository, tag, manifest, DOCKER_MANIFEST)
+        size = len(json.dumps(manifest, indent=2).encode())
+        return {"mediaType": DOCKER_MANIFEST, "digest": digest, "size": size}
+
+    def push_image(self, repository: str, tag: str, layers: list[bytes]) -> dict[str, Any]:
+        """A minimal image made of `layers` (stored as given; they are never unpacked)."""
+        config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {}}).encode()
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": len(config),
+                "digest": self.put_blob(repository, config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(layer),
+                    "digest": self.put_blob(repository, layer),
+                }
+                for layer in layers
+            ],
+        }
+        return self.put_image_manifest(repository, tag, manifest)
+
+    def put_index(
+        self, repository: str, tag: str, entries: list[tuple[dict[str, Any], str, str]]
+    ) -> str:
+        """PUT an OCI index of (manifest entry, os, architecture); returns its digest."""
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {**entry, "platform": {"architecture": arch, "os": os_name}}
+                for entry, os_name, arch in entries
+            ],
+        }
+        return self.put_manifest(repository, tag, index, OCI_INDEX)

@@ -12,18 +12,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import PASSWORD, USER, Pushed, cli
-from token_registry import TokenRegistry
+from token_registry import DOCKER_MANIFEST, TokenRegistry
 
 from hvinfra.pull_progress import human_bytes
 
 pytestmark = pytest.mark.timeout(240)
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 REPOSITORY = "hv/multi-platform"
 
 
@@ -36,17 +33,6 @@ class Published:
     arm64_bytes: int
     arm_only_ref: str  # an index without linux/amd64
     image_id: str
-
-
-def _platform_manifest(
-    registry: TokenRegistry, tag: str, manifest: dict[str, Any], layers: list[dict[str, Any]]
-) -> tuple[dict[str, Any], int]:
-    """PUT `manifest` with `layers`; returns its index entry (without platform) and size."""
-    body = dict(manifest, layers=layers)
-    digest = registry.put_manifest(REPOSITORY, tag, body, DOCKER_MANIFEST)
-    size = len(json.dumps(body, indent=2).encode())
-    entry = {"mediaType": DOCKER_MANIFEST, "digest": digest, "size": size}
-    return entry, sum(int(layer["size"]) for layer in layers)
 
 
 @pytest.fixture(scope="session")
@@ -63,26 +49,22 @@ def published(docker_host: str, pushed: Pushed) -> Iterator[Published]:
             config=config, stdin=PASSWORD)  # fmt: skip
         cli(docker_host, "push", amd64_ref, config=config)
         amd64 = registry.manifest(REPOSITORY, "amd64", DOCKER_MANIFEST)
-        amd64_entry, amd64_bytes = _platform_manifest(registry, "amd64", amd64, amd64["layers"])
-        arm64_entry, arm64_bytes = _platform_manifest(registry, "arm64", amd64, amd64["layers"][:1])
-        arm64 = {**arm64_entry, "platform": {"architecture": "arm64", "os": "linux"}}
-        index = {
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [
-                arm64,
-                {**amd64_entry, "platform": {"architecture": "amd64", "os": "linux"}},
-                {**arm64_entry, "platform": {"architecture": "unknown", "os": "unknown"}},
-            ],
-        }
-        digest = registry.put_manifest(REPOSITORY, "multi", index, OCI_INDEX)
-        registry.put_manifest(REPOSITORY, "arm-only", {**index, "manifests": [arm64]}, OCI_INDEX)
+        amd64_entry = registry.put_image_manifest(REPOSITORY, "amd64", amd64)
+        arm64_entry = registry.put_image_manifest(
+            REPOSITORY, "arm64", dict(amd64, layers=amd64["layers"][:1])
+        )
+        digest = registry.put_index(
+            REPOSITORY, "multi",
+            [(arm64_entry, "linux", "arm64"), (amd64_entry, "linux", "amd64"),
+             (arm64_entry, "unknown", "unknown")],  # an attestation entry, as buildx adds
+        )  # fmt: skip
+        registry.put_index(REPOSITORY, "arm-only", [(arm64_entry, "linux", "arm64")])
         yield Published(
             registry=registry,
             index_ref=f"{registry.address}/{REPOSITORY}:multi",
             index_digest=digest,
-            amd64_bytes=amd64_bytes,
-            arm64_bytes=arm64_bytes,
+            amd64_bytes=sum(int(layer["size"]) for layer in amd64["layers"]),
+            arm64_bytes=int(amd64["layers"][0]["size"]),
             arm_only_ref=f"{registry.address}/{REPOSITORY}:arm-only",
             image_id=pushed.image_id,
         )
