@@ -19,6 +19,8 @@ from typing import Any
 
 import nvml_stub
 import pytest
+from adapter_fixtures import cli_env as cli_env
+from adapter_fixtures import nvml_libraries as nvml_libraries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 from registry import find_registry_binary

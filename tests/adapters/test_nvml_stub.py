@@ -15,6 +15,8 @@ from typing import Any
 
 import nvml_stub
 import pytest
+from adapter_fixtures import cli_env as cli_env
+from adapter_fixtures import nvml_libraries as nvml_libraries
 
 GIB = 1024**3
 

@@ -1,4 +1,5 @@
-"""Fixtures for tests/adapters: each adapter crossed for real, in a fresh interpreter.
+"""Fixtures for tests/adapters (imported by the test modules, not a conftest: `conftest` is
+a module name other test folders import from).
 
 nvml_libraries (session)  folder -> built stand-in libnvidia-ml.so.1 variants ("full",
                           "no_v3": without nvmlDeviceGetComputeRunningProcesses_v3,
@@ -11,13 +12,10 @@ cli_env (function)        a plain environment for running `hvinfra` as a subproc
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nvml_stub
+import pytest
 
 VARIANTS = {
     "full": (),
