@@ -15,4 +15,5 @@ fi
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests
 .venv/bin/mypy src/hvinfra
+bash scripts/typecheck.sh  # mypy over src/ and each test folder (types-docker stubs)
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

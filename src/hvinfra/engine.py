@@ -244,14 +244,15 @@ def to_create_kwargs(spec: RunSpec) -> dict[str, Any]:
         kwargs["ipc_mode"] = spec.ipc_mode
     if spec.gpu_request is not None:
         request = spec.gpu_request
-        kwargs["device_requests"] = [
-            DeviceRequest(
-                driver=request.driver,
-                count=request.count,
-                device_ids=list(request.device_ids) or None,
-                capabilities=[list(group) for group in request.capabilities],
-            )
-        ]
+        # No DeviceIDs at all (not an empty list) when the request counts GPUs, as the CLI.
+        device = DeviceRequest(
+            driver=request.driver,
+            count=request.count,
+            capabilities=[list(group) for group in request.capabilities],
+        )
+        if request.device_ids:
+            device["DeviceIDs"] = list(request.device_ids)
+        kwargs["device_requests"] = [device]
     if spec.devices:
         kwargs["devices"] = [
             f"{d.host_path}:{d.container_path}:{d.permissions}" for d in spec.devices

@@ -205,7 +205,9 @@ def docker_engine() -> Iterator[Engine]:
         # gpu_hook=False: we cannot know whether a reused engine starts GPU
         # requests; tests that need that use docker_engine.gpu_hook to decide.
         engine.preexisting = {
-            c.id for c in engine.client.containers.list(all=True, filters={"label": MANAGED_LABEL})
+            c.id
+            for c in engine.client.containers.list(all=True, filters={"label": MANAGED_LABEL})
+            if c.id is not None
         }
     else:
         daemon = _start_private(gpu_hook=True)
@@ -334,7 +336,8 @@ def _doomed(engine: Engine) -> list[Any]:
     found: dict[str, Any] = {}
     for label in (f"{TEST_SESSION_LABEL}={SESSION_ID}", f"{MANAGED_LABEL}=true"):
         for container in client.containers.list(all=True, filters={"label": label}):
-            found[container.id] = container
+            if container.id is not None:
+                found[container.id] = container
     doomed = []
     for cid, container in found.items():
         labels = container.labels or {}

@@ -77,6 +77,7 @@ def devices_flags(standin_image: str, tmp_path: Path, name: str) -> list[str]:
 
 def _exec(client: docker.DockerClient, name: str, *argv: str) -> tuple[int, str]:
     result = client.containers.get(name).exec_run(list(argv))
+    assert isinstance(result.output, bytes) and result.exit_code is not None
     return result.exit_code, result.output.decode(errors="replace")
 
 

@@ -101,7 +101,8 @@ class Job:
 
     def exec(self, client: docker.DockerClient, *cmd: str) -> str:
         result = client.containers.get(self.name).exec_run(list(cmd))
-        return str(result.output.decode())
+        assert isinstance(result.output, bytes)
+        return result.output.decode()
 
 
 def value_of(argv: list[str], flag: str) -> str:

@@ -43,6 +43,7 @@ def _init_env(client: docker.DockerClient, name: str) -> dict[str, str]:
     """The environment of the container's first process, where the engine's GPU driver puts
     NVIDIA_VISIBLE_DEVICES (an exec'd process only sees Config.Env)."""
     result = client.containers.get(name).exec_run(["cat", "/proc/1/environ"])
+    assert isinstance(result.output, bytes)
     pairs = [item.partition("=") for item in result.output.decode().split("\0") if item]
     return {key: value for key, _, value in pairs}
 

@@ -18,6 +18,7 @@ from hvinfra.generate.plan import (
 from hvinfra.generate.request import I2VRequest, RequestInvalid, T2VRequest, make_request
 from hvinfra.generate.tables import tables
 from hvinfra.profiles import load_profile
+from hvinfra.profiles.models import Profile
 
 # The official README's size table, as width:height -> `--video-size H W`.
 OFFICIAL_SIZES = {
@@ -91,12 +92,12 @@ def parsed(plan: JobPlan) -> argparse.Namespace:
 
 
 @pytest.fixture
-def t2v_profile():  # type: ignore[no-untyped-def]
+def t2v_profile() -> Profile:
     return load_profile("t2v", env={"HOME": "/home/u"}).profile
 
 
 @pytest.fixture
-def i2v_profile():  # type: ignore[no-untyped-def]
+def i2v_profile() -> Profile:
     return load_profile("i2v", env={"HOME": "/home/u"}).profile
 
 
@@ -253,7 +254,7 @@ def test_i2v_flow_shift_follows_the_mode_unless_given() -> None:
 
 
 # -- argv ---------------------------------------------------------------------------------------
-def test_done_when_720p_9_16_parses_to_video_size_1280_720(t2v_profile) -> None:  # type: ignore[no-untyped-def]
+def test_done_when_720p_9_16_parses_to_video_size_1280_720(t2v_profile: Profile) -> None:
     plan = build_plan(t2v(resolution="720p", aspect="9:16"), t2v_profile, job_id="j1")
     assert plan.argv[:2] == ("python3", "sample_video.py")
     args = parsed(plan)
@@ -280,14 +281,14 @@ def test_done_when_720p_9_16_parses_to_video_size_1280_720(t2v_profile) -> None:
         "=equals",
     ],
 )
-def test_any_prompt_text_stays_one_value(prompt: str, t2v_profile) -> None:  # type: ignore[no-untyped-def]
+def test_any_prompt_text_stays_one_value(prompt: str, t2v_profile: Profile) -> None:
     plan = build_plan(t2v(prompt=prompt, neg_prompt=prompt), t2v_profile, job_id="j")
     args = parsed(plan)
     assert args.prompt == prompt and args.neg_prompt == prompt
     assert args.video_size == [720, 1280]
 
 
-def test_fp8_points_dit_weight_at_the_fp8_file_in_the_weights_mount(t2v_profile) -> None:  # type: ignore[no-untyped-def]
+def test_fp8_points_dit_weight_at_the_fp8_file_in_the_weights_mount(t2v_profile: Profile) -> None:
     args = parsed(build_plan(t2v(fp8=True, cpu_offload=True), t2v_profile, job_id="j"))
     assert args.use_fp8 and args.use_cpu_offload
     assert args.dit_weight == (
@@ -296,7 +297,7 @@ def test_fp8_points_dit_weight_at_the_fp8_file_in_the_weights_mount(t2v_profile)
     )
 
 
-def test_multi_gpu_t2v_is_a_torchrun_line_with_degrees(t2v_profile) -> None:  # type: ignore[no-untyped-def]
+def test_multi_gpu_t2v_is_a_torchrun_line_with_degrees(t2v_profile: Profile) -> None:
     plan = build_plan(t2v(gpus="0,1,2,3"), t2v_profile, job_id="j")
     assert plan.argv[:3] == ("torchrun", "--nproc_per_node=4", "sample_video.py")
     args = parsed(plan)
@@ -304,13 +305,13 @@ def test_multi_gpu_t2v_is_a_torchrun_line_with_degrees(t2v_profile) -> None:  # 
     assert plan.env == ()
 
 
-def test_gpus_all_uses_the_host_count_or_plans_one_gpu_with_a_note(t2v_profile) -> None:  # type: ignore[no-untyped-def]
+def test_gpus_all_uses_the_host_count_or_plans_one_gpu_with_a_note(t2v_profile: Profile) -> None:
     assert build_plan(t2v(gpus="all"), t2v_profile, job_id="j", host_gpu_count=8).xdit.nproc == 8
     plan = build_plan(t2v(gpus="all"), t2v_profile, job_id="j", host_gpu_count=None)
     assert plan.xdit.nproc == 1 and plan.notes
 
 
-def test_i2v_argv_has_the_official_i2v_flags(i2v_profile) -> None:  # type: ignore[no-untyped-def]
+def test_i2v_argv_has_the_official_i2v_flags(i2v_profile: Profile) -> None:
     request = i2v(mode="stability", lora="/elsewhere/embrace.safetensors", lora_scale=0.5)
     plan = build_plan(request, i2v_profile, job_id="j")
     assert plan.argv[:2] == ("python3", "sample_image2video.py")
@@ -327,7 +328,7 @@ def test_i2v_argv_has_the_official_i2v_flags(i2v_profile) -> None:  # type: igno
     assert plan.workdir == "/workspace/HunyuanVideo-I2V"
 
 
-def test_i2v_lora_inside_the_weights_mount_is_used_in_place(i2v_profile) -> None:  # type: ignore[no-untyped-def]
+def test_i2v_lora_inside_the_weights_mount_is_used_in_place(i2v_profile: Profile) -> None:
     lora = "/home/u/.local/share/hvinfra/i2v/ckpts/hunyuan-video-i2v-720p/lora/embrace.safetensors"
     plan = build_plan(i2v(lora=lora), i2v_profile, job_id="j")
     assert parsed(plan).lora_path == (
@@ -336,14 +337,14 @@ def test_i2v_lora_inside_the_weights_mount_is_used_in_place(i2v_profile) -> None
     assert len(plan.copy_in) == 1
 
 
-def test_multi_gpu_i2v_sets_allow_resize_for_sp(i2v_profile) -> None:  # type: ignore[no-untyped-def]
+def test_multi_gpu_i2v_sets_allow_resize_for_sp(i2v_profile: Profile) -> None:
     plan = build_plan(i2v(gpus="0,1"), i2v_profile, job_id="j")
     assert plan.env == (("ALLOW_RESIZE_FOR_SP", "1"),)
     assert plan.line.startswith("ALLOW_RESIZE_FOR_SP=1 torchrun --nproc_per_node=2 ")
     assert shlex.split(plan.line)[1:] == list(plan.argv)
 
 
-def test_docker_exec_line_carries_workdir_env_and_container(i2v_profile) -> None:  # type: ignore[no-untyped-def]
+def test_docker_exec_line_carries_workdir_env_and_container(i2v_profile: Profile) -> None:
     plan = build_plan(i2v(gpus="0,1"), i2v_profile, job_id="j")
     argv = plan.docker_exec_argv()
     assert argv[:4] == ["docker", "exec", "--workdir", "/workspace/HunyuanVideo-I2V"]
@@ -351,7 +352,7 @@ def test_docker_exec_line_carries_workdir_env_and_container(i2v_profile) -> None
     assert argv[7:] == list(plan.argv)
 
 
-def test_output_stem_is_mode_slug_seed_and_size(t2v_profile, i2v_profile) -> None:  # type: ignore[no-untyped-def]
+def test_output_stem_is_mode_slug_seed_and_size(t2v_profile: Profile, i2v_profile: Profile) -> None:
     plan = build_plan(t2v(aspect="9:16", seed=7), t2v_profile, job_id="j")
     assert plan.output_stem == "t2v_a-cat-walks-on-the-grass_seed7_720x1280"
     assert build_plan(i2v(), i2v_profile, job_id="j").output_stem == "i2v_she-smiles_seed1_720p"
@@ -359,7 +360,7 @@ def test_output_stem_is_mode_slug_seed_and_size(t2v_profile, i2v_profile) -> Non
 
 
 def test_a_subset_of_gpus_in_a_container_with_all_gpus_uses_cuda_visible_devices(
-    t2v_profile,  # type: ignore[no-untyped-def]
+    t2v_profile: Profile,
 ) -> None:
     plan = build_plan(t2v(gpus="2,3"), t2v_profile, job_id="j")
     assert exec_env(plan, "all") == {"CUDA_VISIBLE_DEVICES": "2,3"}

@@ -22,7 +22,9 @@ def _module() -> ModuleType:
 
 
 def run(where: str, tflops: float, h2d: float = 50.0) -> dict[str, Any]:
-    stat = lambda v: {"median": v, "min": v, "max": v, "n": 7}  # noqa: E731
+    def stat(v: float) -> dict[str, float]:
+        return {"median": v, "min": v, "max": v, "n": 7}
+
     return {
         "where": where, "cuda_available": True, "gpu": "NVIDIA H200", "torch": "2.11.0",
         "cuda": "13.0", "matmul_bf16_tflops": stat(tflops), "h2d_pinned_gbs": stat(h2d),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from assets_fixtures import build_weights, clone_at, make_upstream, profile_for
@@ -30,13 +31,13 @@ def upstream(tmp_path: Path) -> tuple[Path, str, str]:
     return path, first, second
 
 
-def _check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict, str]:
+def _check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
     code = main(["models", "check", *args, "--json"])
     captured = capsys.readouterr()
     return code, json.loads(captured.out), captured.err
 
 
-def _rows(payload: dict) -> dict[str, dict]:
+def _rows(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {row["piece"]: row for row in payload["rows"]}
 
 

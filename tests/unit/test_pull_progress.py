@@ -77,7 +77,7 @@ def test_a_cut_connection_shows_retries_and_keeps_the_finished_layers_apart() ->
 
 
 def test_layers_already_present_are_not_counted_as_fetched() -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"status": "Pulling from hv/multi", "id": "1"},
         {"status": "Already exists", "progressDetail": {}, "id": "aaaaaaaaaaaa"},
         {"status": "Pulling fs layer", "progressDetail": {}, "id": "bbbbbbbbbbbb"},
@@ -102,7 +102,7 @@ def test_eta_comes_from_bytes_left_over_the_speed_so_far() -> None:
 
 
 def test_plain_output_prints_each_finished_layer_once_and_a_summary_per_interval() -> None:
-    clock, lines = Clock(), []
+    clock, lines = Clock(), list[str]()
     renderer = PlainRenderer(lines.append, interval=5.0, clock=clock)
     state = initial(REF)
     for index, event in enumerate(recorded("pull_fresh.json")):

@@ -24,7 +24,9 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HVINFRA_SKIP_CHECKS", raising=False)
 
 
-def use(monkeypatch: pytest.MonkeyPatch, probe: Any, engine: Any = None) -> FakeEngine:
+def use(
+    monkeypatch: pytest.MonkeyPatch, probe: Any, engine: FakeEngine | None = None
+) -> FakeEngine:
     engine = engine or FakeEngine()
     monkeypatch.setattr("hvinfra.gpu.NvmlProbe", lambda *a, **k: probe)
     monkeypatch.setattr("hvinfra.cli.common.connect", lambda: engine)
