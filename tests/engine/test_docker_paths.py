@@ -1,0 +1,128 @@
+"""docker-py paths the other engine tests do not reach, each through the CLI in a subprocess
+against the session's dockerd: an error inside a build stream, `exec -i` under a pseudo-terminal,
+and `logs --since`. (The generic API-error fallback: tests/engine/test_fresh_engine.py.)"""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import select
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def hv(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hvinfra", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def name() -> str:
+    return f"hvpath-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def runnable(standin_image: str, tmp_path: Path, name: str) -> list[str]:
+    return [
+        "--set", f"image={standin_image}",
+        "--set", f"container_name={name}",
+        "--set", "ulimits.memlock=8m",
+        "--set", f"volumes.code.host={tmp_path}/code",
+        "--set", f"volumes.weights.host={tmp_path}/ckpts",
+        "--set", f"volumes.outputs.host={tmp_path}/outputs",
+    ]  # fmt: skip
+
+
+def test_a_failing_step_inside_the_build_stream_is_an_image_error_with_a_fix(
+    hv_env: dict[str, str], docker_client: docker.DockerClient
+) -> None:
+    """A base image without /bin/sh: the Dockerfile's first RUN fails inside the stream."""
+    base = "hvinfra-test/no-shell-base:1"
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for file_name, data in (("Dockerfile", b"FROM scratch\nCOPY marker /marker\n"),
+                                ("marker", b"x\n")):  # fmt: skip
+            info = tarfile.TarInfo(file_name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=base, rm=True)
+    tag = f"hvinfra-test/broken-build:{uuid.uuid4().hex[:6]}"
+    result = hv(hv_env, "build", "t2v", "--tag", tag, "--build-arg", f"BASE_IMAGE={base}")
+    assert result.returncode == 5, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"building {tag} from Dockerfile.t2v: the build failed:" in result.stderr
+    assert "fix: read the build output above" in result.stderr
+    assert not docker_client.images.list(name=tag)
+
+
+def _read_until(fd: int, needle: bytes, timeout: float = 20.0) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"did not see {needle!r}; got {seen[-500:]!r}")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_interactive_exec_under_a_pty_gets_a_terminal_and_returns_the_exit_code(
+    hv_env: dict[str, str], runnable: list[str]
+) -> None:
+    assert hv(hv_env, "up", "t2v", *runnable, "--json").returncode == 0
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hvinfra", "exec", "t2v", *runnable, "-i", "--", "sh"],
+        stdin=slave, stdout=slave, stderr=slave, env=hv_env,
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        os.write(master, b"tty; echo in-pty-$((6*7)); exit 4\r")
+        seen = _read_until(master, b"in-pty-42")
+        assert b"/dev/pts/" in seen  # the command has a terminal of its own
+        assert process.wait(timeout=30) == 4
+    finally:
+        process.kill()
+        os.close(master)
+
+
+def test_logs_since_a_unix_time_leaves_out_the_earlier_lines(
+    hv_env: dict[str, str], runnable: list[str], docker_client: docker.DockerClient, name: str
+) -> None:
+    script = "echo early; sleep 3; echo late; sleep 300"
+    up = hv(hv_env, "up", "t2v", *runnable, "--set", f"command=[sh, -c, '{script}']", "--json")
+    assert up.returncode == 0, up.stderr
+    container = docker_client.containers.get(name)
+    deadline = time.monotonic() + 20
+    while b"early" not in container.logs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)
+    since = str(int(time.time()))
+    while b"late" not in container.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    everything = hv(hv_env, "logs", "t2v", *runnable)
+    later = hv(hv_env, "logs", "t2v", *runnable, "--since", since)
+    assert everything.stdout.split() == ["early", "late"], everything.stderr
+    assert later.stdout.split() == ["late"], later.stderr
