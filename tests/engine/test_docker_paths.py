@@ -1,6 +1,7 @@
 """docker-py paths the other engine tests do not reach, each through the CLI in a subprocess
 against the session's dockerd: an error inside a build stream, `exec -i` under a pseudo-terminal,
-and `logs --since`. (The generic API-error fallback: tests/engine/test_fresh_engine.py.)"""
+`logs --since`, and the preprocessing container's clean-up after Ctrl-C. (The generic API-error
+fallback: tests/engine/test_fresh_engine.py.)"""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ import io
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import tarfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
+from test_models_preprocess import _code_checkout, _downloaded_llava, _pull_argv
+from test_models_preprocess import preprocess_image as preprocess_image
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -126,3 +131,51 @@ def test_logs_since_a_unix_time_leaves_out_the_earlier_lines(
     later = hv(hv_env, "logs", "t2v", *runnable, "--since", since)
     assert everything.stdout.split() == ["early", "late"], everything.stderr
     assert later.stdout.split() == ["late"], later.stderr
+
+
+def test_ctrl_c_during_preprocessing_removes_its_container(
+    hv_env: dict[str, str],
+    preprocess_image: str,
+    docker_client: docker.DockerClient,
+    docker_engine: Any,
+    tmp_path: Path,
+) -> None:
+    sleepy = "hvinfra-test/preprocess-sleeps:1"
+    script = b"#!/bin/sh\necho preprocessing-started\nexec sleep 300\n"
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for file_name, data, mode in (
+            ("Dockerfile", f"FROM {preprocess_image}\nCOPY python /usr/local/bin/python\n".encode(),
+             0o644),
+            ("python", script, 0o755),
+        ):  # fmt: skip
+            info = tarfile.TarInfo(file_name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=sleepy, rm=True)
+    (tmp_path / "code").mkdir()
+    commit = _code_checkout(tmp_path / "code")
+    _downloaded_llava(tmp_path / "ckpts")
+    argv = _pull_argv(tmp_path, commit, docker_engine.gpu_hook, "--set", f"image={sleepy}")
+    label = {"label": "io.hvinfra.job=preprocess-text_encoder"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hvinfra", *argv],
+        env=hv_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            running = docker_client.containers.list(filters=label)
+            if running and b"preprocessing-started" in running[0].logs():
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the preprocessing container did not start")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "the preprocessing container was removed" in err
+    assert docker_client.containers.list(all=True, filters=label) == []
