@@ -158,7 +158,7 @@ def test_ctrl_c_during_preprocessing_removes_its_container(
     commit = _code_checkout(tmp_path / "code")
     _downloaded_llava(tmp_path / "ckpts")
     argv = _pull_argv(tmp_path, commit, docker_engine.gpu_hook, "--set", f"image={sleepy}")
-    label = {"label": "io.hvinfra.job=preprocess-text_encoder"}
+    label: dict[str, str | list[str] | bool] = {"label": "io.hvinfra.job=preprocess-text_encoder"}
     process = subprocess.Popen(
         [sys.executable, "-m", "hvinfra", *argv],
         env=hv_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
