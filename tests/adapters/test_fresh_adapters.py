@@ -97,6 +97,21 @@ def test_registry_adapter_says_why_sizing_failed(
     assert said.startswith("the registry answered HTTP 404 for http://")
 
 
+def test_registry_adapter_reports_a_refused_login_at_the_token_server(
+    token_registry: TokenRegistry, cli_env: dict[str, str]
+) -> None:
+    code = (
+        "from hvinfra.registry import size_image, SizingFailed\n"
+        "try:\n"
+        f"    size_image('{token_registry.address}/hv/fresh:amd64',"
+        " credentials=('hvtester', 'no'))\n"
+        "except SizingFailed as exc:\n"
+        "    import json; print(json.dumps(str(exc)))\n"
+    )
+    said = fresh(code, cli_env)
+    assert said == f"the token server {token_registry.tokens.realm} answered HTTP 401"
+
+
 @pytest.fixture
 def chat_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A local OpenAI-style chat completions endpoint that answers with a fixed rewrite."""

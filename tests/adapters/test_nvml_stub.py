@@ -111,6 +111,7 @@ def test_driver_without_any_process_call_gives_an_update_the_driver_row(
         ("nvmlDeviceGetMemoryInfo", 15, "fell off the bus", "nvidia-smi -r"),
         ("nvmlDeviceGetHandleByIndex", 16, "needs a reset", "nvidia-smi -r"),
         ("nvmlDeviceGetComputeRunningProcesses", 15, "fell off the bus", "Xid"),
+        ("nvmlDeviceGetMigMode", 15, "fell off the bus", "Xid"),
     ],
 )
 def test_every_nvml_error_code_is_a_failed_nvml_row_with_its_fix(
@@ -142,6 +143,18 @@ def test_no_library_on_the_loader_path_is_the_install_the_driver_row(
     _, rows = doctor_json(env)
     assert rows["nvml"]["status"] == "fail"
     assert "was not found" in rows["nvml"]["detail"]
+
+
+def test_a_library_file_that_is_not_a_library_is_the_install_the_driver_row(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "libnvidia-ml.so.1").write_text("not an ELF file\n")
+    _, rows = doctor_json(dict(cli_env, LD_LIBRARY_PATH=str(broken)))
+    assert rows["nvml"]["status"] == "fail"
+    assert "was not found" in rows["nvml"]["detail"]
+    assert "install the NVIDIA driver" in rows["nvml"]["fix"]
 
 
 @pytest.fixture
@@ -181,3 +194,29 @@ def test_up_dry_run_in_devices_mode_with_the_driver_not_loaded_says_so(
     assert result.returncode != 0
     assert "kernel driver is not loaded" in result.stderr
     assert "modprobe nvidia" in result.stderr
+
+
+def test_recorded_gpus_without_a_library_path_find_the_driver_through_ldconfig(
+    tmp_path: Path, cli_env: dict[str, str], nvml_libraries: dict[str, Path], dev_nodes: Path
+) -> None:
+    """GPU records (HVINFRA_GPU_RECORDS) that do not say where NVML was loaded from: the driver
+    folder comes from `ldconfig -p` (here a stand-in ldconfig first on PATH)."""
+    system = nvml_stub.records()
+    system.pop("nvml_library_path")
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps(system))
+    library = nvml_libraries["full"] / "libnvidia-ml.so.1"
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    ldconfig = tools / "ldconfig"
+    ldconfig.write_text(
+        "#!/bin/sh\necho '2 libs found in cache'\n"
+        f"echo '\tlibnvidia-ml.so.1 (libc6,x86-64) => {library}'\n"
+    )
+    ldconfig.chmod(0o755)
+    env = dict(cli_env, HVINFRA_GPU_RECORDS=str(records), HVINFRA_DEV_DIR=str(dev_nodes))
+    env["PATH"] = f"{tools}:{env['PATH']}"
+    result = hvinfra(env, "up", "t2v", "--dry-run", "--set", "gpu.mode=devices")
+    assert result.returncode == 0, result.stderr
+    assert f"from {library.parent} (found by ldconfig -p)" in result.stderr
+    assert f"--volume {library.parent}:/usr/local/nvidia/lib64:ro" in result.stdout
