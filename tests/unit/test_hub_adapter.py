@@ -99,7 +99,9 @@ def test_gated_repo_without_token_says_how_to_log_in(
     with pytest.raises(HubError) as raised:
         HfHub().download("meta/gated", "s", Path("/tmp/none"), ["*"])
     assert raised.value.exit_code == ExitCode.HUB
-    assert raised.value.message == "downloading meta/gated: meta/gated is a gated repository"
+    assert raised.value.message == (
+        "downloading meta/gated: meta/gated is a gated repository and the hub refused access (401)"
+    )
     assert "accept the model's terms at https://huggingface.co/meta/gated" in raised.value.fix
     assert "hf auth login" in raised.value.fix and "HF_TOKEN" in raised.value.fix
 
@@ -129,7 +131,7 @@ def test_disk_full_mid_download_is_a_clear_error(calls: Calls) -> None:
     with pytest.raises(PreflightFailed) as raised:
         HfHub().download("x/y", "s", Path("/tmp/none"), ["*"])
     assert raised.value.message == "downloading x/y: the disk is full"
-    assert "rerunning resumes" in raised.value.fix
+    assert "rerunning keeps the files already downloaded" in raised.value.fix
 
 
 def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
