@@ -1,15 +1,10 @@
 """Fixtures for `hvinfra models pull` against the real `huggingface_hub` client and a local hub
-server (tests/hubserver.py, a test fixture on 127.0.0.1). The CLI runs as a subprocess, the way
-a user runs it, with HF_ENDPOINT pointing at the server."""
+server (tests/hubserver.py, a test fixture on 127.0.0.1). Helpers to run the CLI: hub_cli.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,21 +13,9 @@ TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
+from hub_cli import TOKEN  # noqa: E402
+
 from hubserver import HubRepo, HubServer, standard_repos  # noqa: E402
-
-TOKEN = "hf_testTOKENvalue0123456789"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-    seconds: float
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
 
 
 @pytest.fixture
@@ -44,34 +27,3 @@ def repos() -> list[HubRepo]:
 def hub(repos: list[HubRepo]) -> Iterator[HubServer]:
     with HubServer(repos, token=TOKEN) as server:
         yield server
-
-
-def hub_env(tmp_path: Path, endpoint: str, token: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update({
-        "HF_ENDPOINT": endpoint,
-        "HF_HOME": str(tmp_path / "hf-home"),  # no saved login of the machine
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),  # no user profiles of the machine
-        "HOME": str(tmp_path / "home"),
-        "NO_COLOR": "1",
-        "COLUMNS": "200",
-    })  # fmt: skip
-    if token is not None:
-        env["HF_TOKEN"] = token
-    return env
-
-
-def pull_argv(weights: Path, target: str = "i2v", *extra: str) -> list[str]:
-    return [sys.executable, "-m", "hvinfra", "models", "pull", target, "--only", "weights",
-            "--weights-dir", str(weights), *extra]  # fmt: skip
-
-
-def run_cli(argv: Sequence[str], env: dict[str, str], timeout: float = 120) -> Run:
-    start = time.monotonic()
-    done = subprocess.run(
-        list(argv), env=env, capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - start)

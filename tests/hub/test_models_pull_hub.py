@@ -16,7 +16,7 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-from conftest import TOKEN, Run, hub_env, pull_argv, run_cli
+from hub_cli import TOKEN, Run, hub_env, pull_argv, run_cli
 
 from hubserver import HubRepo, HubServer, standard_repos
 from hvinfra.errors import ExitCode
