@@ -140,3 +140,27 @@ def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         HfHub()
     assert raised.value.message == "the Python package huggingface_hub is not installed"
     assert "pip install 'hvinfra[models]'" in raised.value.fix
+
+
+def test_a_bare_httpx_connect_error_is_unreachable_not_a_traceback(calls: Calls) -> None:
+    calls.raise_on_snapshot = httpx2.ConnectError("[Errno 111] Connection refused")
+    with pytest.raises(HubError) as raised:
+        HfHub().download("x/y", "s", Path("/tmp/none"), ["*"])
+    assert "cannot reach the hub at https://huggingface.co" in raised.value.message
+    assert "(ConnectError)" in raised.value.message
+
+
+def test_a_forbidden_token_on_a_gated_repo_names_the_account(calls: Calls) -> None:
+    calls.raise_on_snapshot = hf_errors.GatedRepoError("gated", response=_response(403))
+    with pytest.raises(HubError) as raised:
+        HfHub().download("meta/gated", "s", Path("/tmp/none"), ["*"])
+    assert "refused access (403)" in raised.value.message
+    assert "with the account of your token" in raised.value.fix
+
+
+def test_an_unwritable_folder_is_about_the_folder_not_the_hub(calls: Calls) -> None:
+    calls.raise_on_snapshot = PermissionError(errno.EACCES, "Permission denied", "/w/a.pt")
+    with pytest.raises(PreflightFailed) as raised:
+        HfHub().download("x/y", "s", Path("/tmp/none"), ["*"])
+    assert raised.value.message == "downloading x/y: cannot write to /w/a.pt: Permission denied"
+    assert "hub" not in raised.value.fix
