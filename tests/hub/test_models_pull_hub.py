@@ -277,3 +277,28 @@ def test_hub_stopping_mid_pull_is_a_clear_error_and_a_rerun_completes(
         assert rerun.code == 0, rerun.text
         assert user_files(weights) == expected_files(again)
     assert partials(weights) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> object:
+    """A 1 MB tmpfs (root only; under CI=true a missing privilege fails the test)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a small tmpfs: {done.stderr}")
+        pytest.skip(f"cannot mount a small tmpfs: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_filling_up_mid_file_is_a_clear_error(tmp_path: Path, small_disk: Path) -> None:
+    repos = standard_repos(big=3_000_000)  # more than the disk holds
+    i2v = next(r for r in repos if r.repo_id == "tencent/HunyuanVideo-I2V")
+    i2v.claimed[DIT] = 200_000  # ...but announced small, so the pre-check lets it start
+    with HubServer(repos) as server:
+        run = run_cli(pull_argv(small_disk / "ckpts"), hub_env(tmp_path, server.url))
+    assert_clean_error(run, ExitCode.PREFLIGHT, "the disk is full", "--weights-dir")
+    assert "cannot reach the hub" not in run.text
