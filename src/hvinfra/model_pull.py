@@ -4,13 +4,14 @@ it is needed. Plan-then-execute over a Hub protocol and callbacks: no rich, type
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import re
 import shutil
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -38,7 +39,9 @@ from hvinfra.profiles.models import ModelsConfig, Profile, WeightPiece
 # `<hash>.<etag>.<8 hex>.incomplete`, which no later run reuses.
 HUB_PARTIALS = (Path(".cache") / "huggingface" / "download", Path(".huggingface") / "download")
 _PER_PROCESS_PARTIAL = re.compile(r"\.[0-9a-f]{8}\.incomplete$")
-STALE_PARTIAL_AGE = 120.0  # seconds without a write before another process's partial is stale
+# One hvinfra pull writes into a weights folder at a time; the lock sits beside the hub
+# client's own metadata.
+PULL_LOCK = Path(".cache") / "hvinfra-pull.lock"
 
 
 class Hub(Protocol):
@@ -154,18 +157,27 @@ def remove_partials(paths: Sequence[Path]) -> int:
     return removed
 
 
-def stale_partials(local_dirs: Sequence[Path], now: float | None = None) -> list[Path]:
-    """Per-process partials that an earlier, killed run left behind: nothing will finish them."""
-    now = time.time() if now is None else now
-    stale = []
-    for path in partial_files(local_dirs):
+def stale_partials(local_dirs: Sequence[Path]) -> list[Path]:
+    """Per-process partials left by an earlier run that was killed: nothing will finish them.
+    Only meaningful while this process holds the pull lock (no other pull is writing)."""
+    return [p for p in partial_files(local_dirs) if is_per_process_partial(p)]
+
+
+@contextlib.contextmanager
+def pull_lock(weights_dir: Path) -> Iterator[None]:
+    """One `models pull` at a time per weights folder; the kernel drops the lock when the
+    process ends, however it ends."""
+    lock = weights_dir / PULL_LOCK
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
         try:
-            idle = now - path.stat().st_mtime
-        except OSError:
-            continue
-        if is_per_process_partial(path) and idle > STALE_PARTIAL_AGE:
-            stale.append(path)
-    return stale
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PreflightFailed(
+                f"another `hvinfra models pull` is downloading into {weights_dir}",
+                "wait for it to finish, or stop it (Ctrl-C) and rerun",
+            ) from None
+        yield
 
 
 def finished_files(sized: Sequence[SizedDownload]) -> tuple[int, int]:
@@ -333,16 +345,28 @@ def pull_weights(
     local_dirs = [item.download.local_dir for item in sized]
     for folder in [weights_dir, *local_dirs]:
         writable_dir(folder)
-    remove_partials(stale_partials(local_dirs))
-    before = set(partial_files(local_dirs))
+    with pull_lock(weights_dir):
+        remove_partials(stale_partials(local_dirs))
+        _download_all(hub, sized, weights_dir, local_dirs, progress, resume_hint)
+    return needed
+
+
+def _download_all(
+    hub: Hub,
+    sized: Sequence[SizedDownload],
+    weights_dir: Path,
+    local_dirs: Sequence[Path],
+    progress: Progress,
+    resume_hint: str,
+) -> None:
     total = sum(size for item in sized for _path, size in item.files)
     progress.start(total, sized[0].download.piece)
     poller = _Poller(sized, progress)
 
     def ours() -> list[Path]:
-        """This run's partials that only this process could have finished."""
-        return [p for p in partial_files(local_dirs) if p not in before
-                and is_per_process_partial(p)]  # fmt: skip
+        """This run's partials that only this process could have finished (the lock is held
+        and older ones were removed, so every per-process partial is this run's)."""
+        return stale_partials(local_dirs)
 
     try:
         with poller:
@@ -375,7 +399,6 @@ def pull_weights(
         raise
     finally:
         progress.finish()
-    return needed
 
 
 def require_piece_ok(rows: Sequence[AssetRow], name: str, what: str) -> None:

@@ -18,7 +18,7 @@ import huggingface_hub
 import pytest
 from hub_cli import TOKEN, Run, hub_env, pull_argv, run_cli
 
-from hubserver import HubRepo, HubServer, standard_repos
+from hubserver import HubRepo, HubServer, payload, standard_repos
 from hvinfra.errors import ExitCode
 
 I2V_WEIGHTS = {
@@ -302,3 +302,33 @@ def test_disk_filling_up_mid_file_is_a_clear_error(tmp_path: Path, small_disk: P
         run = run_cli(pull_argv(small_disk / "ckpts"), hub_env(tmp_path, server.url))
     assert_clean_error(run, ExitCode.PREFLIGHT, "the disk is full", "--weights-dir")
     assert "cannot reach the hub" not in run.text
+
+
+def test_a_pull_killed_mid_file_reruns_to_identical_files_and_no_partials(
+    tmp_path: Path,
+) -> None:
+    repos = standard_repos()
+    clip = next(r for r in repos if r.repo_id == "openai/clip-vit-large-patch14")
+    clip.files["model.safetensors"] = payload("clip", BIG)  # the last piece: the others finish
+    weights = tmp_path / "ckpts"
+    with HubServer(repos) as server:
+        server.rate = 4_000_000
+        proc = _start_pull(tmp_path, server, weights)
+        server.wait_for_bytes(11_700_000)
+        proc.kill()  # SIGKILL: no clean-up of its own
+        proc.communicate(timeout=30)
+        want = expected_files(server)
+        finished = {
+            path: ((weights / path).stat().st_ino, (weights / path).stat().st_mtime_ns)
+            for path, data in want.items()
+            if (weights / path).is_file() and (weights / path).stat().st_size == len(data)
+        }
+        assert DIT in finished and "text_encoder_2/model.safetensors" not in finished
+        assert partials(weights)  # the killed process's partial of the file in flight
+        server.rate = 0
+        rerun = run_cli(pull_argv(weights), hub_env(tmp_path, server.url))
+    assert rerun.code == 0, rerun.text
+    assert user_files(weights) == want
+    for path, stamp in finished.items():  # kept, not fetched again
+        assert ((weights / path).stat().st_ino, (weights / path).stat().st_mtime_ns) == stamp
+    assert partials(weights) == []

@@ -5,18 +5,18 @@ tested end to end in tests/hub."""
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import pytest
 
+from hvinfra.errors import PreflightFailed
 from hvinfra.hub import RemoteFile, RemoteListing
 from hvinfra.model_pull import (
     Download,
     SizedDownload,
     bytes_on_disk,
     is_per_process_partial,
+    pull_lock,
     run_interruptibly,
     size_download,
     stale_partials,
@@ -62,18 +62,22 @@ def test_per_process_partials_are_told_apart(name: str, per_process: bool) -> No
     assert is_per_process_partial(Path(name)) is per_process
 
 
-def test_stale_partials_are_only_idle_per_process_ones(tmp_path: Path) -> None:
+def test_stale_partials_are_the_per_process_ones(tmp_path: Path) -> None:
     folder = tmp_path / ".cache/huggingface/download"
     folder.mkdir(parents=True)
-    idle = folder / f"aa.{ETAG}.12345678.incomplete"
-    busy = folder / f"bb.{ETAG}.87654321.incomplete"
+    stale = folder / f"aa.{ETAG}.12345678.incomplete"
     resumable = folder / f"cc.pt.{ETAG}.incomplete"
-    for path in (idle, busy, resumable):
+    for path in (stale, resumable):
         path.write_bytes(b"x")
-    long_ago = time.time() - 3600
-    os.utime(idle, (long_ago, long_ago))
-    os.utime(resumable, (long_ago, long_ago))
-    assert stale_partials([tmp_path, tmp_path]) == [idle]
+    assert stale_partials([tmp_path, tmp_path]) == [stale]
+
+
+def test_one_pull_at_a_time_per_weights_folder(tmp_path: Path) -> None:
+    with pull_lock(tmp_path), pytest.raises(PreflightFailed) as raised, pull_lock(tmp_path):
+        pass
+    assert raised.value.message == f"another `hvinfra models pull` is downloading into {tmp_path}"
+    with pull_lock(tmp_path):  # released again
+        pass
 
 
 def test_the_worker_thread_hands_its_error_to_the_caller() -> None:
