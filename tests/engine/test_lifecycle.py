@@ -9,7 +9,6 @@ import pty
 import select
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +17,6 @@ import pytest
 
 from hvinfra.cli import main
 from hvinfra.errors import ExitCode
-
-
-@pytest.fixture
-def name() -> str:
-    return f"hvtest-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def runnable(standin_image: str, tmp_path: Path, name: str) -> list[str]:
-    """--set flags that make the t2v profile start here: the stand-in image, memlock within the
-    daemon's 8 MiB hard limit, host folders in tmp."""
-    return [
-        "--set", f"image={standin_image}",
-        "--set", f"container_name={name}",
-        "--set", "ulimits.memlock=8m",
-        "--set", f"volumes.code.host={tmp_path}/code",
-        "--set", f"volumes.weights.host={tmp_path}/ckpts",
-        "--set", f"volumes.outputs.host={tmp_path}/outputs",
-    ]  # fmt: skip
 
 
 def _init_env(client: docker.DockerClient, name: str) -> dict[str, str]:

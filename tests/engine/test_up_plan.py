@@ -16,21 +16,12 @@ from hvinfra.errors import ExitCode
 
 
 @pytest.fixture
-def name() -> str:
-    return f"hvtest-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def runnable(standin_image: str, tmp_path: Path, name: str) -> list[str]:
-    """The t2v profile on the stand-in image, memlock within the daemon's limit, folders in tmp."""
-    return [
-        "--set", f"image={standin_image}",
-        "--set", f"container_name={name}",
-        "--set", "ulimits.memlock=8m",
-        "--set", f"volumes.code.host={tmp_path}/code",
-        "--set", f"volumes.weights.host={tmp_path}/ckpts",
-        "--set", f"volumes.outputs.host={tmp_path}/outputs",
-    ]  # fmt: skip
+def created(
+    docker_host: str, docker_client: docker.DockerClient, runnable: list[str], name: str
+) -> str:
+    """The id of the container a first `hvinfra up t2v` created."""
+    assert main(["up", "t2v", *runnable, "--json"]) == 0
+    return _id(docker_client, name)
 
 
 def _up(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
@@ -93,11 +84,10 @@ def test_a_changed_image_or_mount_recreates(
 
 
 def test_no_recreate_keeps_the_old_container_and_says_how_it_differs(
-    docker_host: str, docker_client: docker.DockerClient, runnable: list[str], name: str,
+    docker_client: docker.DockerClient, runnable: list[str], name: str, created: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    assert _up(capsys, *runnable)[0] == 0
-    created = _id(docker_client, name)
+    capsys.readouterr()
     assert main(["up", "t2v", *runnable, "--gpus", "none", "--no-recreate"]) == 0
     captured = capsys.readouterr()
     assert "differs from the profile: gpus all → none" in captured.err
@@ -107,11 +97,10 @@ def test_no_recreate_keeps_the_old_container_and_says_how_it_differs(
 
 
 def test_a_stopped_container_of_the_same_spec_is_started(
-    docker_host: str, docker_client: docker.DockerClient, runnable: list[str], name: str,
+    docker_client: docker.DockerClient, runnable: list[str], name: str, created: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    assert _up(capsys, *runnable)[0] == 0
-    created = _id(docker_client, name)
+    capsys.readouterr()
     docker_client.containers.get(name).stop(timeout=1)
     code, row, _ = _up(capsys, *runnable)
     assert code == 0 and row["action"] == "started" and row["status"] == "running"
