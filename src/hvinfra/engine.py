@@ -268,7 +268,7 @@ def to_create_kwargs(spec: RunSpec) -> dict[str, Any]:
     return kwargs
 
 
-def _container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
+def container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
     state = attrs.get("State") or {}
     config = attrs.get("Config") or {}
     return ContainerInfo(
@@ -442,7 +442,7 @@ class DockerEngine:
     def container(self, name_or_id: str) -> ContainerInfo | None:
         with self._translate(f"inspecting container {name_or_id}"):
             try:
-                return _container_info(self._api.inspect_container(name_or_id))
+                return container_info(self._api.inspect_container(name_or_id))
             except docker.errors.NotFound:
                 return None
 
@@ -458,7 +458,7 @@ class DockerEngine:
             result = []
             for summary in found:
                 with contextlib.suppress(docker.errors.NotFound):
-                    result.append(_container_info(self._api.inspect_container(summary["Id"])))
+                    result.append(container_info(self._api.inspect_container(summary["Id"])))
         return result
 
     def create(self, spec: RunSpec) -> str:
