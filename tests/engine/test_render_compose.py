@@ -1,7 +1,8 @@
 """`hvinfra render compose` against a real engine: Debian's docker-compose 1.29 starts the
 rendered service, and the container's HostConfig equals what `hvinfra up` creates for the same
-profile, except UTSMode (and the default `:rw` that compose writes out in Binds): 1.29 predates the Compose Specification's `uts` key, so the test drops
-only that key (what `render compose --check` does with a 1.x compose)."""
+profile, except UTSMode (and the default `:rw` compose writes out in Binds): 1.29 predates the
+Compose Specification's `uts` key, so the test drops only that key (what `render compose
+--check` does with a 1.x compose)."""
 
 from __future__ import annotations
 
@@ -51,9 +52,7 @@ def test_docker_compose_up_creates_the_host_config_of_hvinfra_up(
     document = yaml.safe_load(capsys.readouterr().out)
     legacy = v1_compatible(document)
     assert V1_MISSING_SERVICE_KEYS == ("uts",)
-    assert {k for k in document["services"]["t2v"] if k not in legacy["services"]["t2v"]} == {
-        "uts"
-    }
+    assert {k for k in document["services"]["t2v"] if k not in legacy["services"]["t2v"]} == {"uts"}
     compose_file = tmp_path / "compose.yaml"
     compose_file.write_text(yaml.safe_dump(legacy))
     project = ["-f", str(compose_file), "-p", name]
