@@ -13,13 +13,17 @@ from pathlib import Path
 
 import docker
 import pytest
+import test_generate
 from conftest import in_ci
 from slurm_cluster import SlurmCluster, SlurmError, missing_binaries
-from test_generate import Job, generate_image, job  # noqa: F401  (fixtures)
+from test_generate import Job
 
 from hvinfra.cli import main
 
 pytestmark = pytest.mark.timeout(300)
+# generate's fixtures: the stand-in image and a Job with a tiny code checkout and weights.
+generate_image = test_generate.generate_image
+job = test_generate.job
 
 
 @pytest.fixture(scope="module")
