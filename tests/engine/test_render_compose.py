@@ -84,3 +84,13 @@ def test_docker_compose_up_creates_the_host_config_of_hvinfra_up(
             [compose_bin, *project, "down", "--timeout", "1"], env=hv_env, capture_output=True,
             timeout=120,
         )  # fmt: skip
+
+
+def test_render_compose_check_runs_the_compose_found_here(
+    compose_bin: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "compose.yaml"
+    assert main(["render", "compose", "t2v", "-o", str(out), "--check"]) == 0
+    err = capsys.readouterr().err
+    assert f"check: docker-compose 1.x accepts {out} less uts" in err or "docker compose" in err
+    assert "uts: host" in out.read_text()  # the file itself keeps the key

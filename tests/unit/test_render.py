@@ -322,3 +322,25 @@ def test_an_unknown_line_option_is_refused(
 def test_slurm_needs_a_job(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "slurm", "t2v"]) == ExitCode.USAGE
     assert "give --prompt or --batch" in capsys.readouterr().err
+
+
+def test_k8s_i2v_reads_the_image_from_a_mounted_folder_or_says_where_to_put_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    outputs = tmp_path / "outs"
+    (outputs / "in").mkdir(parents=True)
+    image = outputs / "in" / "cat.png"
+    image.write_bytes(b"png")
+    base = ["k8s", "i2v", "--set", f"volumes.outputs.host={outputs}"]
+    path = tmp_path / "lines.jsonl"
+    path.write_text(json.dumps({"prompt": "the cat moves", "image": str(image)}) + "\n")
+    config_map, job = k8s_objects(render(capsys, *base, "--batch", str(path)))
+    assert_valid_k8s([config_map, job])
+    assert "--i2v-image-path=/workspace/outputs/in/cat.png" in config_map["data"]["shard-0.sh"]
+
+    elsewhere = tmp_path / "dog.png"
+    elsewhere.write_bytes(b"png")
+    path.write_text(json.dumps({"prompt": "the dog moves", "image": str(elsewhere)}) + "\n")
+    assert main(["render", *base, "--batch", str(path)]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert f"line 1: {elsewhere} is not in a folder the profile mounts" in err
