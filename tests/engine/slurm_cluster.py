@@ -180,6 +180,13 @@ class SlurmCluster:
         raise SlurmError(f"job {job_id} still running after {timeout}s: {states}\n{self.logs()}")
 
     def stop(self) -> None:
+        """Cancel what is left of this cluster's jobs (a failed test), then stop the daemons
+        this object started, by pid."""
+        if self.processes and self.processes[-1].poll() is None:
+            queued = self.run("squeue", "-h", "-o", "%A").stdout.split()
+            if queued:
+                self.run("scancel", *sorted(set(queued)))
+                time.sleep(2)
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.terminate()
