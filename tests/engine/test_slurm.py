@@ -98,3 +98,42 @@ def test_a_batch_runs_as_a_slurm_job_array_one_video_per_line_on_slurm_s_gpus(
     # ...and each task removed its container when it ended.
     names = {c.name for c in docker_client.containers.list(all=True)}
     assert not names & {data["container"]["name"] for data in sidecars.values()}
+
+
+def test_sharded_array_calls_hvinfra_batch_once_per_shard(
+    slurm: SlurmCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--shards N`: task I runs `hvinfra batch … --shard I/N` on its GPUs. `hvinfra batch` is
+    another command's work; here a stand-in (a TEST FIXTURE script) records how it is called."""
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    standin = tmp_path / "hvinfra-standin"
+    standin.write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" > "' + str(calls) + '/$SLURM_ARRAY_TASK_ID-$1"\n'
+    )
+    standin.chmod(0o755)
+    batch = tmp_path / "prompts.txt"
+    batch.write_text("".join(f"prompt {i}\n" for i in range(5)))
+    script = tmp_path / "job.sbatch"
+    args = ["render", "slurm", "t2v", "--batch", str(batch), "--shards", "2", "-o", str(script)]
+    assert main([*args, "--set", f"slurm.hvinfra={standin}", "--set", "slurm.time=1"]) == 0
+    capsys.readouterr()
+    (tmp_path / "slurm-logs").mkdir()
+    submitted = slurm.run("sbatch", "--parsable", f"--chdir={tmp_path}", str(script))
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip().split(";")[0]
+    assert slurm.wait_job(job_id, timeout=60) == {"0": "COMPLETED", "1": "COMPLETED"}
+    assert sorted(p.name for p in calls.iterdir()) == ["0-batch", "0-down", "1-batch", "1-down"]
+    gpus = set()
+    for task in (0, 1):
+        argv = (calls / f"{task}-batch").read_text().splitlines()
+        assert argv[:2] == ["batch", "t2v"]
+        assert argv[argv.index(str(batch)) + 1 : argv.index(str(batch)) + 3] == [
+            "--shard", f"{task}/2",
+        ]  # fmt: skip
+        assert argv[argv.index("--out") + 1] == f"outputs/{job_id}/task-{task}"
+        gpus.add(argv[argv.index("--gpus") + 1])
+        down = (calls / f"{task}-down").read_text().splitlines()
+        assert down[:2] == ["down", "t2v"]
+        assert "container_name=hunyuanvideo-slurm-" in down[-1]
+    assert gpus == {"0", "1"}

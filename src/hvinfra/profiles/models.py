@@ -244,7 +244,7 @@ class SlurmSettings(_Strict):
 
     partition: str | None = None
     account: str | None = None
-    time: str = "02:00:00"
+    time: Annotated[str, BeforeValidator(str)] = "02:00:00"  # sbatch --time: minutes or D-HH:MM:SS
     gpus: int = Field(default=1, ge=1)  # GPUs per task
     gpu_flag: Literal["gres", "gpus"] = "gres"  # --gres=gpu:K or --gpus=K
     gres_name: str = "gpu"  # e.g. gpu:h200 where the cluster types its GPUs
