@@ -344,3 +344,8 @@ def test_k8s_i2v_reads_the_image_from_a_mounted_folder_or_says_where_to_put_it(
     assert main(["render", *base, "--batch", str(path)]) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert f"line 1: {elsewhere} is not in a folder the profile mounts" in err
+
+
+def test_shards_need_a_batch_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "k8s", "t2v", "--prompt", "x", "--shards", "2"]) == ExitCode.USAGE
+    assert "--shards splits a --batch file" in capsys.readouterr().err

@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
         loaded = _load(target, profile_file, sets, flags)
         profile = loaded.profile
         defaults = _defaults(seed, frames, steps, resolution, aspect)
-        lines = _lines(profile.workload, prompt, batch, defaults, seeded=True)
+        lines = _lines(profile.workload, prompt, batch, shards, defaults, seeded=True)
         count = k8s_render.gpu_count(profile)
         if lines is None:
             objects = [k8s_render.deployment(profile)]
@@ -139,7 +139,7 @@ def register(app: typer.Typer) -> None:
         profile = loaded.profile
         defaults = _defaults(seed, frames, steps, resolution, aspect)
         pyxis = profile.slurm.runtime == "pyxis"
-        lines = _lines(profile.workload, prompt, batch, defaults, seeded=pyxis)
+        lines = _lines(profile.workload, prompt, batch, shards, defaults, seeded=pyxis)
         if lines is None:
             from hvinfra.render import RenderError
 
@@ -154,7 +154,7 @@ def _load(
 ) -> LoadedProfile:
     from hvinfra.cli.common import load
 
-    return load(target, profile_file, sets, extra_flags={k: v for k, v in flags.items()})
+    return load(target, profile_file, sets, extra_flags=flags)
 
 
 def _defaults(
@@ -164,7 +164,13 @@ def _defaults(
 
 
 def _lines(
-    kind: str, prompt: str | None, batch: Path | None, defaults: dict[str, Any], *, seeded: bool
+    kind: str,
+    prompt: str | None,
+    batch: Path | None,
+    shards: int | None,
+    defaults: dict[str, Any],
+    *,
+    seeded: bool,
 ) -> list[Line] | None:
     """The jobs: one for --prompt, one per batch line; None for neither. `seeded`: every job
     gets a seed now (in-image commands have no hvinfra to choose one)."""
@@ -178,6 +184,10 @@ def _lines(
             "--prompt and --batch exclude each other", "choose one", exit_code=ExitCode.USAGE
         )
     rows: list[tuple[int, dict[str, Any]]]
+    if shards is not None and batch is None:
+        raise HvinfraError(
+            "--shards splits a --batch file", "add --batch FILE", exit_code=ExitCode.USAGE
+        )
     if prompt is not None:
         rows, source = [(0, {"prompt": prompt})], "--prompt"
     elif batch is not None:
