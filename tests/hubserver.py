@@ -100,7 +100,7 @@ class HubServer:
         self._connections: set[socket.socket] = set()
         self._stopped = threading.Event()
         handler = _handler_for(self)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -146,6 +146,11 @@ class HubServer:
     def count(self, sent: int) -> None:
         with self._lock:
             self.body_bytes += sent
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that goes away mid-request (Ctrl-C, kill) is what the tests do
 
 
 _API = re.compile(r"^/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?/?$")
