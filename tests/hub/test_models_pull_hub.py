@@ -117,10 +117,19 @@ def test_unreachable_hub_is_a_clear_error(tmp_path: Path) -> None:
     assert_clean_error(run, ExitCode.HUB, f"cannot reach the hub at {url}", "HF_ENDPOINT")
 
 
-def test_unknown_revision_is_a_clear_error(tmp_path: Path, hub: HubServer) -> None:
-    argv = pull_argv(tmp_path / "ckpts", "i2v", "--set", "models.weights.vae.revision=v9")
-    run = run_cli(argv, hub_env(tmp_path, hub.url))
-    assert_clean_error(run, ExitCode.HUB, "no such revision", "models.weights.*.revision")
+@pytest.mark.parametrize(
+    ("setting", "phrases"),
+    [
+        ("models.weights.vae.revision=v9", ("no such revision", "models.weights.*.revision")),
+        ("models.weights.vae.repo_id=nobody/none", ("nobody/none is not on", "HF_TOKEN")),
+    ],
+)
+def test_unknown_revision_or_repo_is_a_clear_error(
+    tmp_path: Path, hub: HubServer, setting: str, phrases: tuple[str, ...]
+) -> None:
+    run = run_cli(pull_argv(tmp_path / "ckpts", "i2v", "--set", setting),
+                  hub_env(tmp_path, hub.url))  # fmt: skip
+    assert_clean_error(run, ExitCode.HUB, *phrases)
 
 
 @pytest.fixture
