@@ -8,11 +8,14 @@
 #   apache2-utils    htpasswd, for the local registry's auth.
 #   gcc, libc6-dev   build the NVML-shaped stand-in library (tests/fixtures/nvml-stub).
 #   openssl          certificates for the token-auth registry (tests/engine/token_registry.py).
+#   docker-compose   compose 1.29: `hvinfra render compose` output started for real.
+#   slurm-wlm munge  a one-node Slurm cluster the tests start (tests/engine/slurm_cluster.py).
 # Idempotent: does nothing (and never touches the network) when all are present.
 set -euo pipefail
 
 PACKAGES=(docker.io busybox-static docker-registry apache2-utils)
 PACKAGES+=(gcc libc6-dev openssl)
+PACKAGES+=(docker-compose slurm-wlm munge)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

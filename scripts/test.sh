@@ -16,4 +16,6 @@ fi
 .venv/bin/ruff format --check src tests
 .venv/bin/mypy src/hvinfra
 bash scripts/typecheck.sh  # mypy over src/ and each test folder (types-docker stubs)
+# The hub tests again with the lowest supported huggingface_hub (the suite runs the newest).
+[ $# -gt 0 ] || bash scripts/test-hub-clients.sh -q
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

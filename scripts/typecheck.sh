@@ -15,8 +15,10 @@ check() {  # check FOLDER [IMPORT_FOLDER...]
   MYPYPATH="$path" "$MYPY" --strict --no-namespace-packages --follow-imports=silent \
     $(find "$folder" -maxdepth 1 -name '*.py' | sort)
 }
+check tests tests
 check tests/unit tests/unit
+check tests/hub tests/hub tests
 check tests/gpu tests/gpu tests/unit
-check tests/adapters tests/adapters tests/engine
-check tests/engine tests/engine tests/unit tests/adapters
+check tests/adapters tests/adapters tests/engine tests
+check tests/engine tests/engine tests/unit tests/adapters tests
 check tests/engine/images tests/engine/images tests/engine

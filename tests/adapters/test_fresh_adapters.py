@@ -2,7 +2,8 @@
 local counterpart, so import-time and attribute-resolution problems cannot hide behind what a
 test session has already imported: the GPU adapter through the real nvidia-ml-py and the NVML
 stand-in library, the registry adapter against docker-registry with token auth, the rewrite
-client against a local OpenAI-style HTTP server. (The engine adapter: tests/engine/
+client against a local OpenAI-style HTTP server, the hub adapter with the real huggingface_hub
+against the local hub server (tests/hubserver.py). (The engine adapter: tests/engine/
 test_fresh_engine.py.)"""
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from adapter_fixtures import cli_env as cli_env
 from adapter_fixtures import nvml_libraries as nvml_libraries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from registry import find_registry_binary
 from token_registry import TokenRegistry
+
+from hubserver import HubRepo, HubServer, payload
 
 
 def fresh(code: str, env: dict[str, str]) -> Any:
@@ -163,3 +167,26 @@ def test_rewrite_client_posts_a_chat_completion_and_returns_the_text(
     assert request["auth"] == "Bearer k-123"
     assert request["body"]["model"] == "m1"
     assert "a cat" in json.dumps(request["body"])
+
+
+def test_hub_adapter_lists_and_downloads_with_the_real_client(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    files = {"config.json": b'{"a": 1}', "model.safetensors": payload("model", 20_000)}
+    repo = HubRepo("hvtest/tiny", files)
+    with HubServer([repo]) as hub:
+        env = dict(cli_env, HF_ENDPOINT=hub.url, HF_HUB_DISABLE_TELEMETRY="1")
+        env.pop("HF_TOKEN", None)
+        code = (
+            "import json; from pathlib import Path; from hvinfra.hub import HfHub; h = HfHub();"
+            " listing = h.listing('hvtest/tiny', 'main');"
+            f" h.download('hvtest/tiny', listing.sha, Path({str(tmp_path / 'out')!r}), ['*']);"
+            " print(json.dumps([listing.sha, sorted((f.path, f.size) for f in listing.files),"
+            " h.has_token()]))"
+        )
+        sha, listed, has_token = fresh(code, env)
+    assert sha == repo.sha
+    assert listed == [["config.json", 8], ["model.safetensors", 20_000]]
+    assert has_token is False
+    for name, data in files.items():
+        assert (tmp_path / "out" / name).read_bytes() == data
