@@ -26,7 +26,7 @@ from adapter_fixtures import nvml_libraries as nvml_libraries
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from registry import find_registry_binary
-from token_registry import TokenRegistry
+from token_registry import TokenRegistry, started
 
 from hubserver import HubRepo, HubServer, payload
 
@@ -65,7 +65,7 @@ def token_registry() -> Iterator[TokenRegistry]:
         if os.environ.get("CI") == "true":
             pytest.fail("no docker-registry binary (scripts/install-test-deps.sh)")
         pytest.skip("no docker-registry binary")
-    with TokenRegistry(user="hvtester", password="fresh-Pa55") as registry:
+    with started(user="hvtester", password="fresh-Pa55") as registry:
         yield registry
 
 

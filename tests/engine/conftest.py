@@ -64,6 +64,7 @@ from dockerd import (
     DockerdError,
     PrivateDockerd,
     build_standin_image,
+    in_ci,
     remove_stale_roots,
 )
 
@@ -103,10 +104,6 @@ _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 # --------------------------------------------------------------------------- #
 # Engines
 # --------------------------------------------------------------------------- #
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
 
 
 def engine_unavailable(reason: str) -> NoReturn:

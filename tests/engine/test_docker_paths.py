@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 import pty
-import select
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 import docker
 import pytest
+from test_lifecycle import _read_until
 from test_models_preprocess import _code_checkout, _downloaded_llava, _pull_argv
 from test_models_preprocess import preprocess_image as preprocess_image
 
@@ -31,23 +31,6 @@ def hv(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.Compl
         [sys.executable, "-m", "hvinfra", *args],
         env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
-
-
-@pytest.fixture
-def name() -> str:
-    return f"hvpath-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def runnable(standin_image: str, tmp_path: Path, name: str) -> list[str]:
-    return [
-        "--set", f"image={standin_image}",
-        "--set", f"container_name={name}",
-        "--set", "ulimits.memlock=8m",
-        "--set", f"volumes.code.host={tmp_path}/code",
-        "--set", f"volumes.weights.host={tmp_path}/ckpts",
-        "--set", f"volumes.outputs.host={tmp_path}/outputs",
-    ]  # fmt: skip
 
 
 def test_a_failing_step_inside_the_build_stream_is_an_image_error_with_a_fix(
@@ -71,26 +54,6 @@ def test_a_failing_step_inside_the_build_stream_is_an_image_error_with_a_fix(
     assert f"building {tag} from Dockerfile.t2v: the build failed:" in result.stderr
     assert "fix: read the build output above" in result.stderr
     assert not docker_client.images.list(name=tag)
-
-
-def _read_until(fd: int, needle: bytes, timeout: float = 20.0) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"did not see {needle!r}; got {seen[-500:]!r}")
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    return seen
 
 
 def test_interactive_exec_under_a_pty_gets_a_terminal_and_returns_the_exit_code(

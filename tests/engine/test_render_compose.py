@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
-from conftest import in_ci
+from dockerd import in_ci
 from test_lifecycle import _comparable
 
 from hvinfra.cli import main

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 import test_generate
-from conftest import in_ci
+from dockerd import in_ci
 from slurm_cluster import SlurmCluster, SlurmError, missing_binaries
 from test_generate import Job
 

@@ -24,10 +24,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from registry import LocalRegistry, free_port
@@ -182,6 +182,16 @@ class TokenServer:
         self._thread.join(timeout=5)
 
 
+@contextlib.contextmanager
+def started(*, user: str, password: str, anonymous: bool = True) -> Iterator[TokenRegistry]:
+    """`with started(user=…, password=…) as registry:` — started, and closed afterwards."""
+    registry = TokenRegistry(user=user, password=password, anonymous=anonymous).start()
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
 class TokenRegistry:
     """docker-registry with token auth + its TokenServer, on 127.0.0.1 (plain HTTP)."""
 
@@ -208,17 +218,6 @@ class TokenRegistry:
         self.registry.close()
         self.tokens.close()
         shutil.rmtree(self.folder, ignore_errors=True)
-
-    def __enter__(self) -> TokenRegistry:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the registry API with a pushing token (to build multi-platform indexes) --------------
     def _request(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, USER, Pushed, cli
-from token_registry import DOCKER_MANIFEST, TokenRegistry
+from token_registry import DOCKER_MANIFEST, TokenRegistry, started
 
 from hvinfra.pull_progress import human_bytes
 
@@ -139,7 +139,7 @@ def test_an_index_without_linux_amd64_warns_why_the_size_is_unknown(
 def test_a_registry_without_anonymous_pulls_warns_and_the_pull_needs_a_login(
     env: dict[str, str], pushed: Pushed, docker_host: str
 ) -> None:
-    with TokenRegistry(user=USER, password=PASSWORD, anonymous=False) as registry:
+    with started(user=USER, password=PASSWORD, anonymous=False) as registry:
         ref = f"{registry.address}/hv/private:1"
         config = Path(tempfile.mkdtemp(prefix="hvtokcfg-"))
         cli(docker_host, "tag", pushed.ref, ref)
