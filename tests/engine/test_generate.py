@@ -249,7 +249,9 @@ def test_no_up_refuses_when_the_container_is_not_running(job: Job) -> None:
     assert "hvinfra up t2v" in result.stderr
 
 
-def _interrupt(job: Job, prompt: str, *extra: str) -> tuple[int, str]:
+def _interrupt(
+    job: Job, prompt: str, *extra: str, sig: signal.Signals = signal.SIGINT
+) -> tuple[int, str]:
     proc = subprocess.Popen(
         job.argv("t2v", "-p", prompt, "--steps", "60", "--seed", "1", *extra),
         env=job.env, stderr=subprocess.PIPE, text=True,
@@ -261,7 +263,7 @@ def _interrupt(job: Job, prompt: str, *extra: str) -> tuple[int, str]:
         line = proc.stderr.readline()
         assert line and time.monotonic() < deadline, seen
         seen += line
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     rest = proc.stderr.read()
     return proc.wait(timeout=60), seen + rest
 
@@ -285,6 +287,14 @@ def test_ctrl_c_stops_the_whole_job_tree_inside_the_container(
     assert _job_processes(job, docker_client) == []
     assert "sleep" not in job.exec(docker_client, "ps", "-o", "pid,args")
     assert not list(job.out.glob("*.mp4"))
+
+
+def test_sigterm_stops_the_job_as_ctrl_c_does(job: Job, docker_client: docker.DockerClient) -> None:
+    """`kill hvinfra` (a scheduler ending the step): the job inside is stopped, exit 130."""
+    code, stderr = _interrupt(job, "STANDIN_SLOW", sig=signal.SIGTERM)
+    assert code == 130, stderr
+    assert "stopped with SIGINT" in stderr
+    assert _job_processes(job, docker_client) == []
 
 
 def test_ctrl_c_kills_a_job_that_ignores_sigint_after_the_stop_timeout(
