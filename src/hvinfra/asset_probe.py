@@ -33,6 +33,19 @@ def run_git(
     )  # fmt: skip
 
 
+def holds_no_files(path: Path) -> bool:
+    """True when `path` holds nothing but (nested) empty folders, such as the `ckpts/` mount
+    point that `up` makes inside the code folder: git can check out over those."""
+    for root, dirs, files in os.walk(path, onerror=_raise):
+        if files or any(Path(root, name).is_symlink() for name in dirs):
+            return False
+    return True
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def code_state(path: Path, sample_script: str) -> CodeState:
     shown = str(path)
     if not path.exists():
@@ -40,7 +53,7 @@ def code_state(path: Path, sample_script: str) -> CodeState:
     if not path.is_dir():
         return CodeState(path=shown, exists=True, empty=False)
     try:
-        empty = not any(path.iterdir())
+        empty = holds_no_files(path)
     except OSError as exc:
         return CodeState(path=shown, exists=True, error=f"cannot read {shown}: {exc.strerror}")
     script = (path / sample_script).is_file()
