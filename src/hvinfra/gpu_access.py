@@ -14,6 +14,7 @@ from hvinfra.errors import GpuRuntimeError
 from hvinfra.profiles.models import Profile
 from hvinfra.records import GpuInfo, GpuSystem
 from hvinfra.spec import DeviceNode, Mount
+from hvinfra.spec import DevicesAccess as DevicesAccess  # its home is spec; kept importable here
 
 # Where the driver appears inside the container: the folders NVIDIA's CUDA base images already
 # put on PATH and LD_LIBRARY_PATH, so images built on them need nothing more.
@@ -64,16 +65,6 @@ class HostGpuFiles:
     present_nodes: frozenset[str]  # absolute host paths that exist, e.g. /dev/nvidia0
     driver: HostDriver | None
     dev_dir: str = "/dev"
-
-
-@dataclass(frozen=True)
-class DevicesAccess:
-    """What `devices` mode adds to a RunSpec."""
-
-    gpus: tuple[GpuInfo, ...]
-    devices: tuple[DeviceNode, ...]
-    mounts: tuple[Mount, ...]
-    environment: tuple[tuple[str, str], ...]
 
 
 def select_gpus(profile: Profile, system: GpuSystem) -> tuple[GpuInfo, ...]:

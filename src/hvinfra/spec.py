@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from hvinfra import __version__
 from hvinfra.labels import (
@@ -19,13 +18,11 @@ from hvinfra.labels import (
     UNHASHED,
 )
 from hvinfra.profiles.models import Profile
-
-if TYPE_CHECKING:
-    from hvinfra.gpu_access import DevicesAccess
+from hvinfra.records import GpuInfo
 
 __all__ = [
     "LABEL_GPUS", "LABEL_MANAGED", "LABEL_PROFILE", "LABEL_SPEC", "LABEL_SPEC_HASH",
-    "LABEL_VERSION", "RunSpec", "build_run_spec", "spec_hash", "spec_summary",
+    "LABEL_VERSION", "DevicesAccess", "RunSpec", "build_run_spec", "spec_hash", "spec_summary",
 ]  # fmt: skip
 
 # What `--privileged` turns on: exactly the official line's two isolation-lowering flags.
@@ -61,6 +58,16 @@ class DeviceNode:
     host_path: str
     container_path: str
     permissions: str = "rwm"
+
+
+@dataclass(frozen=True)
+class DevicesAccess:
+    """What gpu.mode `devices` adds to a RunSpec (`gpu_access.devices_access` makes it)."""
+
+    gpus: tuple[GpuInfo, ...]
+    devices: tuple[DeviceNode, ...]
+    mounts: tuple[Mount, ...]
+    environment: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)

@@ -57,3 +57,55 @@ def test_nothing_imports_the_cli() -> None:
     for mod, names in _modules().items():
         if not mod.startswith("cli") and mod != "__main__":
             assert not any(n == "hvinfra.cli" or n.startswith("hvinfra.cli.") for n in names), mod
+
+
+def _hvinfra_graph() -> dict[str, set[str]]:
+    """hvinfra module -> the hvinfra modules it imports anywhere (top level, in functions and
+    under TYPE_CHECKING alike: a lazy import still ties the two modules together)."""
+    modules = {"hvinfra." + name.removesuffix(".__init__") for name in _modules()}
+    graph: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        name = "hvinfra." + str(path.relative_to(SRC).with_suffix("")).replace("/", ".")
+        name = name.removesuffix(".__init__")
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (as a path that returns to its start), or None: a depth-first search
+    that keeps the current path."""
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start in done:
+            continue
+        path = [start]
+        stack = [iter(sorted(graph[start]))]
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                stack.pop()
+                done.add(path.pop())
+            elif child in path:
+                return [*path[path.index(child) :], child]
+            elif child not in done:
+                path.append(child)
+                stack.append(iter(sorted(graph[child])))
+    return None
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    cycle = _cycle(_hvinfra_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
+    assert _cycle(graph) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hvinfra.gpu_access import DevicesAccess
     from hvinfra.output import Output
     from hvinfra.profiles.models import Profile
+    from hvinfra.spec import DevicesAccess
 
 
 def _image_env(image: str) -> dict[str, str]:
@@ -32,7 +32,7 @@ def devices_access_for(profile: Profile, output: Output) -> DevicesAccess:
 
     system = host_gpu.probe_system() if profile.gpu.devices != "none" else None
     if system is None:
-        from hvinfra.gpu_access import DevicesAccess
+        from hvinfra.spec import DevicesAccess
 
         return DevicesAccess((), (), (), ())
     host = host_gpu.gather(profile, system)

@@ -99,7 +99,8 @@ def register(app: typer.Typer) -> None:
         Exits 10 when any check fails.
         """
         from hvinfra import requirements
-        from hvinfra.assets import FixContext, assets_report
+        from hvinfra.asset_probe import assets_report
+        from hvinfra.assets import FixContext
         from hvinfra.checks import asset_checks, failed, run_checks
         from hvinfra.cli.common import connect, load
         from hvinfra.errors import ExitCode

@@ -53,7 +53,8 @@ def _image_digest(engine: Any, info: ContainerInfo) -> str:
 
 def _warn_about_assets(output: Any, profile: Any, target: str) -> None:
     """`up` starts the container anyway (it is a shell); it says what the scripts will miss."""
-    from hvinfra.assets import assets_report, failed
+    from hvinfra.asset_probe import assets_report
+    from hvinfra.assets import failed
     from hvinfra.errors import HvinfraError
 
     try:

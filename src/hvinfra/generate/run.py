@@ -158,7 +158,7 @@ def _pre_job_checks(
     """What must hold before anything heavy starts: the prompt's file name, the inputs and the
     output folder; then, unless `gates` is off (--skip-checks), the model code and weights
     (exit 11) and the VRAM gate when NVML answered (exit 10). Returns the warnings."""
-    from hvinfra.assets import require_assets
+    from hvinfra.asset_probe import require_assets
 
     name_bytes = official_file_name_bytes(request.prompt, request.seed or 0)
     if name_bytes > MAX_FILE_NAME_BYTES:
