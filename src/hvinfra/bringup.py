@@ -102,10 +102,24 @@ def gpu_access_for(context: AppContext, profile: Profile, output: Output) -> Dev
 
 def run_spec(context: AppContext, profile: Profile, output: Output) -> tuple[Profile, RunSpec]:
     """The profile with its GPUs resolved, and the RunSpec `up` creates from it."""
-    from hvinfra.spec import build_run_spec
+    return _spec_of(context, output, profile, resolve_gpus(context, profile))
 
-    profile = resolve_gpus(context, profile)
-    return profile, build_run_spec(profile, gpu_access=gpu_access_for(context, profile, output))
+
+def _spec_of(
+    context: AppContext, output: Output, asked: Profile, resolved: Profile
+) -> tuple[Profile, RunSpec]:
+    """The spec of the resolved profile; its io.hvinfra.gpus label keeps the selection as the
+    user wrote it (`0,1`, which jobs compare with their own --gpus), the device request the
+    checked UUIDs."""
+    from hvinfra.labels import LABEL_GPUS
+    from hvinfra.spec import build_run_spec, gpus_label
+
+    spec = build_run_spec(
+        resolved,
+        extra_labels={LABEL_GPUS: gpus_label(asked)},
+        gpu_access=gpu_access_for(context, resolved, output),
+    )
+    return resolved, spec
 
 
 # -- pre-flight ------------------------------------------------------------------------------------
@@ -276,8 +290,7 @@ def bring_up(
 def dry_run_spec(context: AppContext, output: Output, profile: Profile) -> tuple[Profile, RunSpec]:
     """`up --dry-run`: the spec `up` would create; GPUs resolved when NVML answers (a dry run
     also works on a machine without GPUs, with a note)."""
-    from hvinfra.spec import build_run_spec
-
+    resolved = profile
     if profile.gpu.devices != "none":
         system, error = context.gpus()
         if system is None:
@@ -290,5 +303,4 @@ def dry_run_spec(context: AppContext, output: Output, profile: Profile) -> tuple
             resolved = resolve_gpus(context, profile)
             if resolved is not profile:
                 output.note("note: GPUs resolved with NVML: " + ", ".join(resolved.gpu.devices))
-            profile = resolved
-    return profile, build_run_spec(profile, gpu_access=gpu_access_for(context, profile, output))
+    return _spec_of(context, output, profile, resolved)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hvinfra.errors import GpuRuntimeError
+from hvinfra.gpu_selection import GpuSelection
 from hvinfra.profiles.models import Profile
 from hvinfra.records import GpuInfo, GpuSystem
 from hvinfra.spec import DeviceNode, Mount
@@ -71,8 +72,7 @@ def select_gpus(profile: Profile, system: GpuSystem) -> tuple[GpuInfo, ...]:
     """The GPUs `gpu.devices` names, resolved against NVML's as pre-flight resolves them."""
     from hvinfra.checks import select_gpus as resolve
 
-    devices = profile.gpu.devices
-    return resolve(devices if isinstance(devices, str) else tuple(devices), system)
+    return resolve(GpuSelection.of(profile.gpu.devices).value, system)
 
 
 def _node_path(dev_dir: str, name: str) -> str:

@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 
 from hvinfra import __version__
+from hvinfra.gpu_selection import GpuSelection
 from hvinfra.labels import (
     LABEL_GPUS,
     LABEL_MANAGED,
@@ -114,8 +115,7 @@ def gpu_request_for(profile: Profile) -> GpuRequest | None:
 
 
 def gpus_label(profile: Profile) -> str:
-    devices = profile.gpu.devices
-    return devices if isinstance(devices, str) else ",".join(devices)
+    return GpuSelection.of(profile.gpu.devices).label
 
 
 def spec_hash(spec: RunSpec) -> str:
@@ -140,6 +140,7 @@ def spec_summary(spec: RunSpec) -> dict[str, object]:
         "command": list(spec.command) if spec.command is not None else None,
         "env": {key: _digest(value) for key, value in spec.environment},
         "gpus": spec.label_map.get(LABEL_GPUS, ""),
+        "gpu_ids": list(spec.gpu_request.device_ids) if spec.gpu_request else [],
         "mounts": sorted(
             f"{m.source}:{m.target}" + (":ro" if m.read_only else "") for m in spec.mounts
         ),

@@ -54,6 +54,7 @@ def test_up_starts_when_the_checks_pass_and_requests_the_checked_gpu_by_uuid(
     assert code == 0, capsys.readouterr().err
     (spec,) = engine.created
     assert spec.gpu_request.device_ids == (system.gpus[1].uuid,)
+    assert spec.label_map["io.hvinfra.gpus"] == "1"  # the selection as written, for jobs
 
 
 def test_up_540p_profile_fits_where_720p_does_not(

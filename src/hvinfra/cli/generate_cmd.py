@@ -321,8 +321,10 @@ def _generate(ctx: typer.Context, o: GenerateOptions) -> None:
         }  # fmt: skip
     count = None
     if request.gpus == "all":
-        devices = profile.gpu.devices
-        count = len(devices) if isinstance(devices, list) else host_gpu_count(app)
+        from hvinfra.gpu_selection import GpuSelection
+
+        devices = GpuSelection.of(profile.gpu.devices)
+        count = len(devices.listed) if devices.listed else host_gpu_count(app)
     plan = build_plan(request, profile, job_id=_new_job_id(), host_gpu_count=count)
     for note in plan.notes:
         output.warn(note)
