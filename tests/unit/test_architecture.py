@@ -13,7 +13,8 @@ CORE = ("launcher", "spec", "argv", "profiles", "checks", "records", "errors", "
         "assets", "model_pull", "preprocess", "git_source", "asset_probe", "gpu_access",
         "pull_progress", "images", "generate.plan", "generate.request", "generate.tables",
         "generate.progress", "generate.run", "convergence", "labels", "gpu_selection", "context",
-        "generate.options")  # fmt: skip
+        "generate.options", "render", "render.compose", "render.k8s", "render.slurm",
+        "render.jobs")  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:

@@ -304,10 +304,12 @@ def register(app: typer.Typer) -> None:
         sink = sys.stdout.buffer
         try:
             for chunk in engine.logs(
-                info.id, follow=follow, tail=tail, since=since, timestamps=timestamps
+                info.id, follow=follow, tail=tail, since=since, timestamps=timestamps, tty=info.tty
             ):
                 sink.write(chunk)
-                sink.flush()
+                if follow:
+                    sink.flush()
+            sink.flush()
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 
