@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from assets_fixtures import ready_assets
-from gpu_fakes import FakeEngine, FakeNvml, FakeProbe, copies, free_gib, recorded
+from gpu_fakes import FakeEngine, FakeNvml, FakeProbe, copies, engine_info, free_gib, recorded
 
 from hvinfra.cli import main
 from hvinfra.context import AppContext
@@ -159,3 +159,17 @@ def test_doctor_on_this_machine_without_a_gpu(
     assert rows(data)["docker"] == "fail"
     assert data["gpus"] is None
     assert os.environ["DOCKER_HOST"].endswith("no-such.sock")
+
+
+def test_generate_runs_ups_preflight_before_it_starts_a_container(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A check only up's pre-flight makes (the Docker version) stops generate too, through the
+    same bring-up, before any container exists."""
+    engine = FakeEngine(info=engine_info(server_version="19.03.1"))
+    ctx = use(FakeProbe(recorded()), engine)
+    code = main(["generate", "t2v", "-p", "a cat", "--out", str(tmp_path / "o")], context=ctx)
+    err = capsys.readouterr().err
+    assert code == ExitCode.PREFLIGHT, err
+    assert "pre-flight" in err and "docker" in err
+    assert engine.created == []
