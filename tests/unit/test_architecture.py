@@ -24,6 +24,7 @@ def _imports(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # a submodule?
     return names
 
 
@@ -64,20 +65,10 @@ def test_nothing_imports_the_cli() -> None:
 def _hvinfra_graph() -> dict[str, set[str]]:
     """hvinfra module -> the hvinfra modules it imports anywhere (top level, in functions and
     under TYPE_CHECKING alike: a lazy import still ties the two modules together)."""
-    modules = {"hvinfra." + name.removesuffix(".__init__") for name in _modules()}
-    graph: dict[str, set[str]] = {}
-    for path in SRC.rglob("*.py"):
-        name = "hvinfra." + str(path.relative_to(SRC).with_suffix("")).replace("/", ".")
-        name = name.removesuffix(".__init__")
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets.add(node.module)
-                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
-        graph[name] = {t for t in targets if t in modules and t != name}
-    return graph
+    graph = {
+        "hvinfra." + name.removesuffix(".__init__"): names for name, names in _modules().items()
+    }
+    return {name: {n for n in names if n in graph and n != name} for name, names in graph.items()}
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
