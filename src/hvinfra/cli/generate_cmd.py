@@ -93,6 +93,9 @@ def _common(kind: str) -> dict[str, Any]:
             20.0, "--stop-timeout", help="Seconds after Ctrl-C before the job is killed."
         ),
         "verbose": typer.Option(False, "--verbose", "-V", help="Also print the script's output."),
+        "kill_stale": typer.Option(
+            False, "--kill-stale", help="First kill a job left running by an hvinfra that died."
+        ),
         "profile_file": ProfileFileOpt,
         "sets": SetOpt,
         "as_json": JsonOpt,
@@ -151,6 +154,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = c["dry_run"],
         stop_timeout: float = c["stop_timeout"],
         verbose: bool = c["verbose"],
+        kill_stale: bool = c["kill_stale"],
         profile_file: Path | None = c["profile_file"],
         sets: list[str] = c["sets"],
         as_json: bool = c["as_json"],
@@ -201,6 +205,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = c["dry_run"],
         stop_timeout: float = c["stop_timeout"],
         verbose: bool = c["verbose"],
+        kill_stale: bool = c["kill_stale"],
         profile_file: Path | None = c["profile_file"],
         sets: list[str] = c["sets"],
         as_json: bool = c["as_json"],
@@ -431,7 +436,7 @@ def _run(
         observer=JobDisplay(output, verbose=v["verbose"]),
         gpu_names=gpu_names_for_sidecar(job_selection(request, profile)),
         stop_timeout=v["stop_timeout"],
-        rewrite=rewrite_info,
+        rewrite=rewrite_info, kill_stale=v["kill_stale"],
     )  # fmt: skip
     if output.json_mode:
         output.data(
