@@ -39,7 +39,15 @@ from hvinfra.generate.job_control import JOB_ENV, pidfile_of, refuse_or_kill_sta
 from hvinfra.generate.plan import JobPlan, exec_env, official_file_name_bytes
 from hvinfra.generate.progress import LineSplitter, Step, failure_hint, parse_step, saved_path
 from hvinfra.generate.request import I2VRequest, Request, T2VRequest
-from hvinfra.launcher import Engine, PullObserver, consume, exit_explanation, require_container, up
+from hvinfra.launcher import (
+    EXIT_SIGNALS,
+    Engine,
+    PullObserver,
+    consume,
+    exit_explanation,
+    require_container,
+    up,
+)
 from hvinfra.profiles.models import Profile
 from hvinfra.records import ContainerInfo, ExecResult, GpuSystem, ImageInfo
 from hvinfra.spec import LABEL_GPUS, RunSpec, build_run_spec
@@ -450,13 +458,21 @@ def _remove_quietly(*paths: Path) -> None:
             path.unlink()
 
 
-def _container_gone(engine: JobEngine, container: ContainerInfo) -> HvinfraError | None:
-    """What happened to the container under the job, when it is no longer running."""
-    try:
-        now = engine.container(container.id)
-    except DockerUnreachable:
-        return None
-    if now is None:
+def _container_gone(engine: JobEngine, container: ContainerInfo, code: int) -> HvinfraError | None:
+    """What happened to the container under the job, when it is no longer running. A job
+    killed by a signal (or lost) may be the container going away: its state settles first."""
+    deadline = time.monotonic() + (5.0 if code < 0 or code >= 128 else 0.0)
+    while True:
+        try:
+            now = engine.container(container.id)
+        except DockerUnreachable:
+            return None
+        if now is None or not now.running or now.status == "removing":
+            break
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+    if now is None or now.status == "removing":
         return ContainerStateError(
             f"the container {container.name} was removed while the job ran (docker rm -f?);"
             " the job was lost with it",
@@ -467,7 +483,9 @@ def _container_gone(engine: JobEngine, container: ContainerInfo) -> HvinfraError
     cause = (
         "the out-of-memory killer stopped it (OOMKilled)"
         if now.oom_killed
-        else f"it was stopped (docker stop?) with {exit_explanation(now.exit_code)}"
+        else f"it was stopped from outside (docker stop?), exit code {now.exit_code}"
+        + (f" ({EXIT_SIGNALS[now.exit_code]})" if now.exit_code in EXIT_SIGNALS else "")
+        + ", not by the out-of-memory killer (OOMKilled is false)"
     )
     return ContainerStateError(
         f"the container {container.name} stopped while the job ran: {cause}",
@@ -577,7 +595,7 @@ def run_job(
         except DockerUnreachable as exc:
             raise _daemon_lost(exc, container, plan) from None
         if code != 0:
-            gone = _container_gone(engine, container)
+            gone = _container_gone(engine, container, code)
             if gone is not None:
                 raise gone
             shown = "\n".join("    " + line for line in list(tail)[-SHOWN_TAIL_LINES:])
