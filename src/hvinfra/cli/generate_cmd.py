@@ -266,6 +266,7 @@ def _generate(kind: str, v: dict[str, Any]) -> None:
     from hvinfra.generate.plan import build_plan
     from hvinfra.generate.request import make_request
     from hvinfra.output import Output
+    from hvinfra.paths import resolved
 
     output = Output(json_mode=v["as_json"])
     if kind == "i2v" and v["stability"] and v["dynamic"]:
@@ -292,9 +293,9 @@ def _generate(kind: str, v: dict[str, Any]) -> None:
         fields.update(aspect=v["aspect"], fp8=v["fp8"])
     else:
         fields.update(
-            image=str(v["image"].expanduser().resolve()),
+            image=str(resolved(v["image"], "--image")),
             mode="dynamic" if v["dynamic"] else "stability",
-            lora=str(v["lora"].expanduser().resolve()) if v["lora"] else None,
+            lora=str(resolved(v["lora"], "--lora")) if v["lora"] else None,
             lora_scale=v["lora_scale"],
         )
     request = make_request(kind, **fields)  # validate before any network call

@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from hvinfra.errors import ProfileError
+from hvinfra.paths import check_no_loop
 from hvinfra.profiles.models import Profile
 from hvinfra.profiles.yaml_safety import load_bounded
 
@@ -274,6 +275,7 @@ def resolve_paths(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any
         for volume in volumes.values():
             if isinstance(volume, dict) and isinstance(volume.get("host"), str):
                 volume["host"] = expand_path(volume["host"], env)
+                check_no_loop(volume["host"], "a profile volume's host path")
     return data
 
 
