@@ -333,6 +333,9 @@ def _generate(kind: str, v: dict[str, Any]) -> None:
     if v["dry_run"]:
         _print_dry_run(output, plan, profile, out_dir, request.model_dump(mode="json"))
         return
+    from hvinfra.exposure import exposures
+
+    v["exposures"] = exposures(profile, loaded.sources)
     _run(output, kind, v, request, plan, profile, out_dir, rewrite_info)
 
 
@@ -431,6 +434,8 @@ def _run(
     )  # fmt: skip
     if started:
         output.info(f"started {container.name} ({container.short_id})")
+        for warning in v.get("exposures", ()):
+            output.warn(f"SECURITY: {warning}")
     files = reserve_output_files(out_dir, plan.output_stem)
     result = run_job(
         engine, request, plan, container, files,

@@ -148,11 +148,10 @@ def register(app: typer.Typer) -> None:
                 output.line(shell_line(argv))
             return
         _warn_about_assets(output, profile, target)
-        if profile.privileged:
-            output.warn(
-                "--privileged: the container gets every capability and device and no seccomp"
-                " filter, as in the official line"
-            )
+        from hvinfra.exposure import exposures
+
+        for warning in exposures(profile, loaded.sources):
+            output.warn(f"SECURITY: {warning}")
         engine = connect()
         profile = _preflight(
             output, profile, engine, probe, skip=skip_checks, fp8=use_fp8, offload=use_cpu_offload

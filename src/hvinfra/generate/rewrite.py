@@ -145,9 +145,9 @@ def rewrite_prompt(
     try:
         return redact(_rewrite(prompt, mode, config, opener), config.api_key)
     except RewriteFailed as exc:
-        raise RewriteFailed(
-            redact(exc.message, config.api_key), redact(exc.fix, config.api_key)
-        ) from None
+        clean = RewriteFailed(redact(exc.message, config.api_key), redact(exc.fix, config.api_key))
+    clean.__suppress_context__ = True  # --debug prints no chained cause that may hold the key
+    raise clean
 
 
 def _rewrite(prompt: str, mode: str, config: RewriteConfig, opener: Opener) -> str:
