@@ -225,3 +225,39 @@ def test_container_gone_under_the_job_is_reported_as_that(
         f"the container {hjob.name} {word} while the job ran" in stderr
     ), stderr
     assert "often the out-of-memory" not in stderr
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_logs_follow_reports_a_daemon_that_stops_or_dies(
+    how: str, hv_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A daemon of this test's own (stopping the session's would end every other test)."""
+    from dockerd import PrivateDockerd, build_standin_image
+
+    daemon = PrivateDockerd.in_tempdir(gpu_hook=False)
+    try:
+        host = daemon.start(timeout=60)
+        build_standin_image(host)
+        client = docker.DockerClient(base_url=host)
+        client.containers.run(
+            "hvinfra-test/hunyuanvideo-standin:latest",
+            ["sh", "-c", "while :; do echo tick; sleep 0.2; done"],
+            name="hv-ticker", detach=True,
+        )  # fmt: skip
+        client.close()
+        env = dict(hv_env, DOCKER_HOST=host, PYTHONPATH=str(REPO / "src"))
+        proc = subprocess.Popen(
+            [*Job(tmp_path, env, "").argv("t2v")[:3], "logs", "t2v", "--name", "hv-ticker", "-f"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline() == "tick\n"
+        if how == "stop":
+            daemon.stop()
+        else:
+            os.kill(int(daemon.pid_file.read_text()), signal.SIGKILL)  # dockerd itself
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 4, err
+        assert f"the Docker daemon at {host} went away while following the logs" in err
+        assert "http+docker" not in err and "Traceback" not in err
+    finally:
+        daemon.stop()
