@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hvinfra import __version__
+from hvinfra.argv import REDACTED, is_secret_name
 from hvinfra.checks import CheckResult
 from hvinfra.errors import (
     ContainerStateError,
@@ -398,7 +399,11 @@ def sidecar_data(
         "request": request.model_dump(mode="json"),
         "effective": effective,
         "rewrite": dict(rewrite) if rewrite else None,
-        "command": {"argv": list(plan.argv), "env": dict(env), "workdir": plan.workdir},
+        "command": {
+            "argv": list(plan.argv),
+            "env": {k: REDACTED if is_secret_name(k) else v for k, v in env.items()},
+            "workdir": plan.workdir,
+        },
         "xdit": {
             "nproc_per_node": plan.xdit.nproc,
             "ulysses_degree": plan.xdit.ulysses,
@@ -577,7 +582,8 @@ def run_job(
                 if exec_id:
                     how = stop_job(engine, container.id, plan.job_id, observer, grace=stop_timeout)
                 raise Interrupted(
-                    f"interrupted: the job was {how} inside {container.name}; nothing was copied",
+                    f"interrupted: the job was {how} inside {container.name}; nothing was copied"
+                    " (exit code 130)",
                     f"its log so far is in {files.log}",
                 ) from None
             except _LogFull:
