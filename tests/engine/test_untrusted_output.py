@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import signal
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
-from test_generate import REPO, Job, generate_image  # noqa: F401  (fixture reused)
+from test_generate import (  # noqa: F401  (the generate_image fixture is reused)
+    REPO,
+    Job,
+    build_fixture_image,
+    generate_image,
+    start_job,
+)
 
 FIXTURE = REPO / "tests" / "fixtures" / "hostile-standin"
 TAG = "hvinfra-test/hostile-standin:latest"
@@ -30,13 +34,7 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture(scope="session")
 def hostile_image(docker_client: docker.DockerClient, generate_image: str) -> str:  # noqa: F811
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name in ("Dockerfile", "python3"):
-            tar.add(FIXTURE / name, arcname=name)
-    context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True)
-    return TAG
+    return build_fixture_image(docker_client, FIXTURE, ("Dockerfile", "python3"), TAG)
 
 
 @pytest.fixture
@@ -122,44 +120,26 @@ def _tiny_disk(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def test_full_out_while_the_log_streams_stops_the_job_and_keeps_no_file(
-    hjob: Job, tmp_path: Path, docker_client: docker.DockerClient
+@pytest.mark.parametrize(
+    ("deed", "size", "said"),
+    [("FLOOD", "256k", "the job was killed"),  # while the log streams
+     ("BIG:2048", "512k", "it needs 2.0 MiB")],  # while the video is copied
+)  # fmt: skip
+def test_a_full_out_names_the_folder_stops_the_job_and_keeps_no_file(
+    hjob: Job, tmp_path: Path, docker_client: docker.DockerClient, deed: str, size: str, said: str
 ) -> None:
-    with _tiny_disk(tmp_path / "tiny", "256k") as tiny:
+    with _tiny_disk(tmp_path / "tiny", size) as tiny:
         hjob.out = tiny
-        result = hjob.run("t2v", "-p", "HOSTILE_FLOOD", "--seed", "1")
+        result = hjob.run("t2v", "-p", f"HOSTILE_{deed}", "--seed", "1")
         assert result.returncode == 14, result.stderr
         assert f"the output folder {tiny} is full" in result.stderr
-        assert "job was killed" in result.stderr
+        assert said in result.stderr
         assert list(tiny.iterdir()) == []
         assert _job_processes(docker_client, hjob) == []
 
 
-def test_full_out_while_the_video_is_copied_names_the_space_needed(
-    hjob: Job, tmp_path: Path
-) -> None:
-    with _tiny_disk(tmp_path / "tiny", "512k") as tiny:
-        hjob.out = tiny
-        result = hjob.run("t2v", "-p", "HOSTILE_BIG:2048", "--seed", "1")
-        assert result.returncode == 14, result.stderr
-        assert f"the output folder {tiny} is full" in result.stderr
-        assert "it needs 2.0 MiB" in result.stderr
-        assert list(tiny.iterdir()) == []
-
-
 def _start(job: Job, prompt: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        job.argv("t2v", "-p", prompt, "--steps", "999", "--seed", "1", *extra),
-        env=job.env, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    seen = ""
-    deadline = time.monotonic() + 60
-    while "step 2/999" not in seen:
-        line = proc.stderr.readline()
-        assert line and time.monotonic() < deadline, seen
-        seen += line
-    return proc, seen
+    return start_job(job, prompt, *extra, steps=999)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
