@@ -567,8 +567,7 @@ def run_job(
                     for chunk in (out, err):
                         if chunk:
                             try:
-                                log.write(chunk)
-                                log.flush()
+                                safe_output.write_all(log, chunk)
                             except OSError as exc:
                                 if safe_output.is_full(exc):
                                     raise _LogFull from exc

@@ -187,7 +187,8 @@ def name_taken(path: Path) -> OutputError:
 
 
 def open_append_own(path: Path, identity: tuple[int, int]) -> BinaryIO:
-    """Reopen a file this job created (device, inode) for appending, refusing a swapped name."""
+    """Reopen a file this job created (device, inode) for appending, refusing a swapped name.
+    Unbuffered, so that a full disk shows at the write (see write_all), never at close."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW | _CLOEXEC)
     except OSError as exc:
@@ -196,7 +197,18 @@ def open_append_own(path: Path, identity: tuple[int, int]) -> BinaryIO:
     if (info.st_dev, info.st_ino) != identity or not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise name_taken(path)
-    return os.fdopen(fd, "ab")
+    return os.fdopen(fd, "ab", buffering=0)
+
+
+def write_all(sink: BinaryIO, data: bytes) -> None:
+    """Write all of `data` to an unbuffered file (a short write is retried, so a full disk
+    raises ENOSPC here)."""
+    view = memoryview(data)
+    while view:
+        written = sink.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 def identity_of(fd: int) -> tuple[int, int]:
