@@ -18,6 +18,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from dockerd import PrivateDockerd, build_standin_image
 from test_generate import (  # noqa: F401  (the generate_image fixture is reused)
     REPO,
     Job,
@@ -27,6 +28,7 @@ from test_generate import (  # noqa: F401  (the generate_image fixture is reused
 )
 
 FIXTURE = REPO / "tests" / "fixtures" / "hostile-standin"
+GENERATE_FIXTURE = REPO / "tests" / "fixtures" / "generate-standin"
 TAG = "hvinfra-test/hostile-standin:latest"
 
 pytestmark = pytest.mark.timeout(240)
@@ -207,17 +209,53 @@ def test_container_gone_under_the_job_is_reported_as_that(
     assert "often the out-of-memory" not in stderr
 
 
-@pytest.mark.parametrize("how", ["stop", "kill"])
-def test_logs_follow_reports_a_daemon_that_stops_or_dies(
-    how: str, hv_env: dict[str, str], tmp_path: Path
-) -> None:
-    """A daemon of this test's own (stopping the session's would end every other test)."""
-    from dockerd import PrivateDockerd, build_standin_image
-
+@contextlib.contextmanager
+def _own_daemon() -> Iterator[tuple[PrivateDockerd, str]]:
+    """A daemon of the test's own (stopping the session's would end every other test)."""
     daemon = PrivateDockerd.in_tempdir(gpu_hook=False)
     try:
         host = daemon.start(timeout=60)
         build_standin_image(host)
+        yield daemon, host
+    finally:
+        daemon.stop()
+
+
+def _end(daemon: PrivateDockerd, how: str) -> None:
+    if how == "stop":
+        daemon.stop()
+    else:
+        os.kill(int(daemon.pid_file.read_text()), signal.SIGKILL)  # dockerd itself
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_generate_reports_a_daemon_that_stops_or_dies_under_the_job(
+    how: str, hv_env: dict[str, str], tmp_path: Path
+) -> None:
+    with _own_daemon() as (daemon, host):
+        client = docker.DockerClient(base_url=host)
+        build_fixture_image(client, GENERATE_FIXTURE, ("Dockerfile", "python3", "torchrun"),
+                            "hvinfra-test/generate-standin:latest")  # fmt: skip
+        client.close()
+        job = Job(tmp_path, dict(hv_env, DOCKER_HOST=host), "hvinfra-test/generate-standin:latest")
+        job.env["HVINFRA_SKIP_CHECKS"] = "1"  # no NVIDIA hook on this daemon: no GPU request
+        proc, seen = start_job(job, "STANDIN_SLOW a cat", "--set", "gpu.devices=none")
+        _end(daemon, how)
+        assert proc.stderr is not None
+        stderr = seen + proc.stderr.read()
+        code = proc.wait(timeout=90)
+        assert "Traceback" not in stderr and "http+docker" not in stderr
+        if code == 4:
+            assert "lost the Docker daemon while job" in stderr and host in stderr, stderr
+        else:  # a graceful stop stops the container first, and may still answer
+            assert code == 6 and f"the container {job.name} stopped while the job ran" in stderr
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_logs_follow_reports_a_daemon_that_stops_or_dies(
+    how: str, hv_env: dict[str, str], tmp_path: Path
+) -> None:
+    with _own_daemon() as (daemon, host):
         client = docker.DockerClient(base_url=host)
         client.containers.run(
             "hvinfra-test/hunyuanvideo-standin:latest",
@@ -231,13 +269,8 @@ def test_logs_follow_reports_a_daemon_that_stops_or_dies(
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert proc.stdout is not None and proc.stdout.readline() == "tick\n"
-        if how == "stop":
-            daemon.stop()
-        else:
-            os.kill(int(daemon.pid_file.read_text()), signal.SIGKILL)  # dockerd itself
+        _end(daemon, how)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 4, err
         assert f"the Docker daemon at {host} went away while following the logs" in err
         assert "http+docker" not in err and "Traceback" not in err
-    finally:
-        daemon.stop()
