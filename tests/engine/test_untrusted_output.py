@@ -209,68 +209,72 @@ def test_container_gone_under_the_job_is_reported_as_that(
     assert "often the out-of-memory" not in stderr
 
 
-@contextlib.contextmanager
-def _own_daemon() -> Iterator[tuple[PrivateDockerd, str]]:
-    """A daemon of the test's own (stopping the session's would end every other test)."""
-    daemon = PrivateDockerd.in_tempdir(gpu_hook=False)
+class OwnDaemon:
+    """A daemon of the test's own (stopping the session's would end every other test), with
+    the stand-in image; `end()` stops it gracefully or kills dockerd, per the test's param."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+        self.daemon = PrivateDockerd.in_tempdir(gpu_hook=False)
+        self.host = self.daemon.start(timeout=60)
+        build_standin_image(self.host)
+        self.client = docker.DockerClient(base_url=self.host)
+
+    def end(self) -> None:
+        self.client.close()
+        if self.how == "stop":
+            self.daemon.stop()
+        else:
+            os.kill(int(self.daemon.pid_file.read_text()), signal.SIGKILL)  # dockerd itself
+
+
+@pytest.fixture(params=["stop", "kill"])
+def own_daemon(request: pytest.FixtureRequest) -> Iterator[OwnDaemon]:
+    made = OwnDaemon(request.param)
     try:
-        host = daemon.start(timeout=60)
-        build_standin_image(host)
-        yield daemon, host
+        yield made
     finally:
-        daemon.stop()
+        made.daemon.stop()
 
 
-def _end(daemon: PrivateDockerd, how: str) -> None:
-    if how == "stop":
-        daemon.stop()
-    else:
-        os.kill(int(daemon.pid_file.read_text()), signal.SIGKILL)  # dockerd itself
-
-
-@pytest.mark.parametrize("how", ["stop", "kill"])
 def test_generate_reports_a_daemon_that_stops_or_dies_under_the_job(
-    how: str, hv_env: dict[str, str], tmp_path: Path
+    own_daemon: OwnDaemon, hv_env: dict[str, str], tmp_path: Path
 ) -> None:
-    with _own_daemon() as (daemon, host):
-        client = docker.DockerClient(base_url=host)
-        build_fixture_image(client, GENERATE_FIXTURE, ("Dockerfile", "python3", "torchrun"),
-                            "hvinfra-test/generate-standin:latest")  # fmt: skip
-        client.close()
-        job = Job(tmp_path, dict(hv_env, DOCKER_HOST=host), "hvinfra-test/generate-standin:latest")
-        job.env["HVINFRA_SKIP_CHECKS"] = "1"  # no NVIDIA hook on this daemon: no GPU request
-        proc, seen = start_job(job, "STANDIN_SLOW a cat", "--set", "gpu.devices=none")
-        _end(daemon, how)
-        assert proc.stderr is not None
-        stderr = seen + proc.stderr.read()
-        code = proc.wait(timeout=90)
-        assert "Traceback" not in stderr and "http+docker" not in stderr
-        if code == 4:
-            assert "lost the Docker daemon while job" in stderr and host in stderr, stderr
-        else:  # a graceful stop stops the container first, and may still answer
-            assert code == 6 and f"the container {job.name} stopped while the job ran" in stderr
+    image = build_fixture_image(
+        own_daemon.client, GENERATE_FIXTURE, ("Dockerfile", "python3", "torchrun"),
+        "hvinfra-test/generate-standin:latest",
+    )  # fmt: skip
+    job = Job(tmp_path, dict(hv_env, DOCKER_HOST=own_daemon.host), image)
+    job.env["HVINFRA_SKIP_CHECKS"] = "1"  # no NVIDIA hook on this daemon: no GPU request
+    proc, seen = start_job(job, "STANDIN_SLOW a cat", "--set", "gpu.devices=none")
+    own_daemon.end()
+    assert proc.stderr is not None
+    stderr = seen + proc.stderr.read()
+    code = proc.wait(timeout=90)
+    assert "Traceback" not in stderr and "http+docker" not in stderr
+    if code == 4:
+        assert "lost the Docker daemon while job" in stderr and own_daemon.host in stderr, stderr
+    else:  # a graceful stop stops the container first, and may still answer
+        assert code == 6 and f"the container {job.name} stopped while the job ran" in stderr
 
 
-@pytest.mark.parametrize("how", ["stop", "kill"])
 def test_logs_follow_reports_a_daemon_that_stops_or_dies(
-    how: str, hv_env: dict[str, str], tmp_path: Path
+    own_daemon: OwnDaemon, hv_env: dict[str, str], tmp_path: Path
 ) -> None:
-    with _own_daemon() as (daemon, host):
-        client = docker.DockerClient(base_url=host)
-        client.containers.run(
-            "hvinfra-test/hunyuanvideo-standin:latest",
-            ["sh", "-c", "while :; do echo tick; sleep 0.2; done"],
-            name="hv-ticker", detach=True,
-        )  # fmt: skip
-        client.close()
-        env = dict(hv_env, DOCKER_HOST=host, PYTHONPATH=str(REPO / "src"))
-        proc = subprocess.Popen(
-            [*Job(tmp_path, env, "").argv("t2v")[:3], "logs", "t2v", "--name", "hv-ticker", "-f"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert proc.stdout is not None and proc.stdout.readline() == "tick\n"
-        _end(daemon, how)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 4, err
-        assert f"the Docker daemon at {host} went away while following the logs" in err
-        assert "http+docker" not in err and "Traceback" not in err
+    host = own_daemon.host
+    own_daemon.client.containers.run(
+        "hvinfra-test/hunyuanvideo-standin:latest",
+        ["sh", "-c", "while :; do echo tick; sleep 0.2; done"],
+        name="hv-ticker", detach=True,
+    )  # fmt: skip
+    env = dict(hv_env, DOCKER_HOST=host, PYTHONPATH=str(REPO / "src"))
+    proc = subprocess.Popen(
+        [*Job(tmp_path, env, "").argv("t2v")[:3], "logs", "t2v", "--name", "hv-ticker", "-f"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "tick\n"
+    own_daemon.end()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err
+    assert f"the Docker daemon at {host} went away while following the logs" in err
+    assert "http+docker" not in err and "Traceback" not in err
