@@ -95,7 +95,7 @@ def test_copy_out_never_follows_links_or_leaves_the_save_folder(
 
 
 def test_links_planted_at_the_names_hvinfra_writes_are_refused_not_followed(
-    hjob: Job, victim: Path
+    hjob: Job, victim: Path, docker_client: docker.DockerClient
 ) -> None:
     hjob.out = hjob.outputs  # --out is the container's outputs folder
     result = hjob.run("t2v", "-p", f"HOSTILE_PLANT:{victim}", "--seed", "1")
@@ -104,6 +104,23 @@ def test_links_planted_at_the_names_hvinfra_writes_are_refused_not_followed(
     planted = [p for p in hjob.out.iterdir() if p.is_symlink()]
     assert planted and all(os.readlink(p) == str(victim) for p in planted)
     assert not list(hjob.out.glob(".*.partial"))
+    assert _job_processes(docker_client, hjob) == []
+
+
+def test_generate_warns_about_settings_that_open_the_host_when_it_creates_the_container(
+    hjob: Job,
+) -> None:
+    job = hjob
+    job.env["HVINFRA_SECURITY_OPT"] = "[seccomp=unconfined]"
+    first = job.run("t2v", "-p", "a cat", "--steps", "1", "--seed", "1", "--set", "cap_add=[CHOWN]")
+    assert first.returncode == 0, first.stderr
+    assert "SECURITY: cap_add CHOWN (from --set)" in first.stderr
+    assert "SECURITY: security_opt seccomp=unconfined (from env:HVINFRA_SECURITY_OPT)" in (
+        first.stderr
+    )
+    again = job.run("t2v", "-p", "a cat", "--steps", "1", "--seed", "2", "--set", "cap_add=[CHOWN]")
+    assert again.returncode == 0, again.stderr
+    assert "SECURITY:" not in again.stderr  # the container existed: nothing was created
 
 
 @contextlib.contextmanager
