@@ -11,6 +11,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 
+from hvinfra.argv import is_secret_name
 from hvinfra.profiles.models import Profile
 
 UNCONFINED = ("seccomp=unconfined", "seccomp:unconfined", "apparmor=unconfined",
@@ -61,5 +62,12 @@ def exposures(profile: Profile, sources: Mapping[str, str]) -> list[str]:
             found.append(
                 f"volumes.{name}: {volume.host} -> {volume.container} ({mode}, from"
                 f" {_source(sources, f'volumes.{name}')}) mounts {what} into the container"
+            )
+    for name in sorted(profile.environment):
+        if is_secret_name(name):
+            found.append(
+                f"environment.{name} (from {_source(sources, f'environment.{name}')}): a secret in"
+                " the container's environment is readable by anyone who can `docker inspect` it;"
+                " mount it as a read-only file instead"
             )
     return found

@@ -89,6 +89,8 @@ def test_settings_that_open_the_host_are_named_with_their_source(tmp_path: Path)
     assert "security_opt seccomp=unconfined (from env:" in text
     assert "mounts the host's root file system" in text
     assert "mounts the container engine's socket" in text
+    (secret,) = exposures(*_loaded(sets=["environment.HF_TOKEN=hf_x"]))
+    assert secret.startswith("environment.HF_TOKEN (from --set)") and "hf_x" not in secret
 
 
 def _loaded(sets: list[str] | None = None, env: dict[str, str] | None = None) -> Any:
