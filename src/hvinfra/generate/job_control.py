@@ -131,7 +131,11 @@ def running_jobs(engine: ExecEngine, container_id: str) -> list[RunningJob]:
 
 
 def job_pids(engine: ExecEngine, container_id: str, job_id: str) -> tuple[int, ...]:
-    for job in running_jobs(engine, container_id):
+    try:
+        jobs = running_jobs(engine, container_id)
+    except ContainerStateError:  # the container is gone or stopped: so are its processes
+        return ()
+    for job in jobs:
         if job.job_id == job_id:
             return job.pids
     return ()
