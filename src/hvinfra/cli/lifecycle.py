@@ -182,11 +182,10 @@ def register(app: typer.Typer) -> None:
                 output.line(shell_line(argv))
             return
         _warn_about_assets(output, profile, target)
-        if profile.privileged:
-            output.warn(
-                "--privileged: the container gets every capability and device and no seccomp"
-                " filter, as in the official line"
-            )
+        from hvinfra.exposure import exposures
+
+        for warning in exposures(profile, loaded.sources):
+            output.warn(f"SECURITY: {warning}")
         brought = bring_up(app, output, profile, options)
         result, profile, mismatch = brought.result, brought.profile, brought.lock_mismatch
         engine = app.engine()
