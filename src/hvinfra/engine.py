@@ -725,6 +725,7 @@ def dechunk(blocks: Iterable[bytes]) -> Iterator[bytes]:
         pending = pending[position:]
         if pieces:
             yield b"".join(pieces)
+    raise urllib3.exceptions.ProtocolError("the engine's stream ended before its last chunk")
 
 
 def demultiplex(chunks: Iterable[bytes]) -> Iterator[bytes]:
