@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from hvinfra.asset_probe import assets_report
 from hvinfra.assets import (
     AssetRow,
     AssetState,
     FixContext,
-    assets_report,
     failed,
     host_dirs,
     human_size,
