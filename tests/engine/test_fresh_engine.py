@@ -117,7 +117,7 @@ def test_engine_adapter_errors_are_hvinfra_errors_with_a_fix(
     seen = fresh(
         f"""
         print(json.dumps([
-            failure(lambda: engine.inspect("hvfresh-absent")),
+            failure(lambda: engine.start("hvfresh-absent", "hvfresh-absent")),
             failure(lambda: engine.exec_create({name!r}, ["true"])),
         ]))
         """,
@@ -125,7 +125,7 @@ def test_engine_adapter_errors_are_hvinfra_errors_with_a_fix(
     )
     missing, refused = seen
     assert missing[0] == "ContainerStateError"
-    assert "inspecting container hvfresh-absent: not found" in missing[1]
+    assert "starting container hvfresh-absent: not found" in missing[1]
     assert "hvinfra status" in missing[2]
     # A refusal hvinfra has no table entry for: the generic fallback, engine's words kept.
     assert refused[0] == "HvinfraError", refused
