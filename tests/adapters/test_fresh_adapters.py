@@ -87,32 +87,28 @@ def test_registry_adapter_sizes_the_amd64_image_of_an_index_through_a_token(
     assert [(t.scope, t.user) for t in asked] == [(f"repository:{repo}:pull", None)]
 
 
+def sizing_failure(env: dict[str, str], ref: str, credentials: tuple[str, str] | None) -> Any:
+    """What SizingFailed says for `ref`, from size_image in a fresh interpreter."""
+    code = (
+        "import json; from hvinfra.registry import size_image, SizingFailed\n"
+        f"try:\n    size_image({ref!r}, credentials={credentials!r})\n"
+        "except SizingFailed as exc:\n    print(json.dumps(str(exc)))\n"
+    )
+    return fresh(code, env)
+
+
 def test_registry_adapter_says_why_sizing_failed(
     token_registry: TokenRegistry, cli_env: dict[str, str]
 ) -> None:
-    code = (
-        "from hvinfra.registry import size_image, SizingFailed\n"
-        "try:\n"
-        f"    size_image('{token_registry.address}/hv/absent:1')\n"
-        "except SizingFailed as exc:\n"
-        "    import json; print(json.dumps(str(exc)))\n"
-    )
-    said = fresh(code, cli_env)
+    said = sizing_failure(cli_env, f"{token_registry.address}/hv/absent:1", None)
     assert said.startswith("the registry answered HTTP 404 for http://")
 
 
 def test_registry_adapter_reports_a_refused_login_at_the_token_server(
     token_registry: TokenRegistry, cli_env: dict[str, str]
 ) -> None:
-    code = (
-        "from hvinfra.registry import size_image, SizingFailed\n"
-        "try:\n"
-        f"    size_image('{token_registry.address}/hv/fresh:amd64',"
-        " credentials=('hvtester', 'no'))\n"
-        "except SizingFailed as exc:\n"
-        "    import json; print(json.dumps(str(exc)))\n"
-    )
-    said = fresh(code, cli_env)
+    ref = f"{token_registry.address}/hv/fresh:amd64"
+    said = sizing_failure(cli_env, ref, ("hvtester", "no"))
     assert said == f"the token server {token_registry.tokens.realm} answered HTTP 401"
 
 
