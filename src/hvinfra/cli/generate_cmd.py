@@ -426,12 +426,17 @@ def _run(
     if started:
         output.info(f"started {container.name} ({container.short_id})")
     files = reserve_output_files(out_dir, plan.output_stem)
+    synthetic = _synthetic_warning(output, profile)
+    selection = job_selection(request, profile)
     result = run_job(
         engine, request, plan, container, files,
         observer=JobDisplay(output, verbose=v["verbose"]),
-        gpu_names=gpu_names_for_sidecar(job_selection(request, profile)),
+        gpu_names=gpu_names_for_sidecar(selection),
         stop_timeout=v["stop_timeout"],
         rewrite=rewrite_info,
+        memory_probe=_memory_probe(),
+        measure_gpus=_gpu_indices(selection),
+        extra=synthetic,
     )  # fmt: skip
     if output.json_mode:
         output.data(
@@ -442,9 +447,44 @@ def _run(
             }
         )  # fmt: skip
         return
+    from hvinfra.generate.measure import summary_line
+
+    measured = summary_line(result.sidecar.get("measurements") or {})
+    if measured:
+        output.info(f"measured: {measured}")
+    if result.sidecar.get("synthetic_weights"):
+        output.warn(result.sidecar["synthetic_weights"]["note"])
     output.out.print(
         f"[green]done[/green] in {result.duration_s:.0f}s: {result.files.video}\n"
         f"  sidecar {result.files.sidecar}\n  log     {result.files.log}\n"
         f"  seed    {request.seed}",
         highlight=False,
     )
+
+
+def _synthetic_warning(output: Any, profile: Any) -> dict[str, Any]:
+    """Warn when the weights folder is a synthetic tree; the sidecar field either way."""
+    from hvinfra.synthetic_marker import read_marker, sidecar_field, warning_text
+
+    weights = profile.volumes.get("weights")
+    if weights is None:
+        return {}
+    folder = Path(weights.host)
+    marker = read_marker(folder)
+    if marker is not None:
+        output.warn(warning_text(folder, marker))
+    return sidecar_field(folder, marker)
+
+
+def _memory_probe() -> Any:
+    """NVML (or HVINFRA_GPU_RECORDS) for the job's memory peak, sampled while it runs."""
+    from hvinfra.host_gpu import HostProbe
+
+    return HostProbe().probe
+
+
+def _gpu_indices(selection: str | tuple[str, ...]) -> tuple[int, ...]:
+    """The selected GPUs as NVML indices; () for all (or UUID selections)."""
+    if isinstance(selection, str) or not all(s.isdigit() for s in selection):
+        return ()
+    return tuple(int(s) for s in selection)

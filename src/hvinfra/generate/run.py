@@ -16,7 +16,7 @@ import signal
 import tarfile
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from hvinfra import __version__
 from hvinfra.checks import CheckResult
 from hvinfra.errors import HvinfraError, Interrupted, JobFailed, PreflightFailed
+from hvinfra.generate.measure import MemorySampler, PhaseClock
 from hvinfra.generate.plan import JobPlan, exec_env, official_file_name_bytes
 from hvinfra.generate.progress import LineSplitter, Step, failure_hint, parse_step, saved_path
 from hvinfra.generate.request import I2VRequest, Request, T2VRequest
@@ -476,7 +477,12 @@ def run_job(
     gpu_names: Sequence[str] | None = None,
     stop_timeout: float = 20.0,
     rewrite: Mapping[str, Any] | None = None,
+    memory_probe: Callable[[], GpuSystem] | None = None,
+    measure_gpus: Sequence[int] = (),
+    extra: Mapping[str, Any] | None = None,
 ) -> JobResult:
+    """Run the job; `memory_probe` (NVML) is sampled while it runs for the memory peak on
+    `measure_gpus`; `extra` is merged into the sidecar (e.g. the synthetic-weights marker)."""
     env = exec_env(plan, container.labels.get(LABEL_GPUS, "all"))
     if plan.save_dir_host:
         with contextlib.suppress(OSError):
@@ -494,8 +500,14 @@ def run_job(
     exec_id = ""
     observer.started(plan, request.steps)
     ok = False
+    clock = PhaseClock(request.steps)
+    sampler = MemorySampler(memory_probe, measure_gpus) if memory_probe is not None else None
     try:
-        with open(files.log, "ab") as log, _sigterm_as_interrupt():
+        with (
+            open(files.log, "ab") as log,
+            _sigterm_as_interrupt(),
+            sampler or contextlib.nullcontext(),
+        ):
             try:
                 exec_id = engine.exec_create(
                     container.id, argv, environment=env, workdir=plan.workdir
@@ -504,6 +516,7 @@ def run_job(
                 def handle(line: str) -> None:
                     step = parse_step(line)
                     if step is not None and step.total == request.steps:
+                        clock.step(step)
                         observer.step(step)
                         return
                     if line.strip():
@@ -532,6 +545,7 @@ def run_job(
                     f"interrupted: the job was {how} inside {container.name}; nothing was copied",
                     f"its log so far is in {files.log}",
                 ) from None
+        clock.end()
         code = _exit_code(engine, exec_id)
         if code != 0:
             shown = "\n".join("    " + line for line in list(tail)[-SHOWN_TAIL_LINES:])
@@ -554,6 +568,11 @@ def run_job(
             gpu_names=gpu_names, env=env, files=files, container_path=container_path,
             started_at=started_at, finished_at=_now(), duration_s=duration, rewrite=rewrite,
         )  # fmt: skip
+        data["measurements"] = {
+            "gpu_memory": sampler.peak.as_dict() if sampler is not None else None,
+            "phases": clock.as_dict(),
+        }
+        data.update(extra or {})
         files.sidecar.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
         ok = True
         return JobResult(files=files, container=container.name, duration_s=duration, sidecar=data)
