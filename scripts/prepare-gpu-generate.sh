@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Build what scripts/gpu-generate-smoke.sh needs on the GPU runner (no network there), in two
-# parts that each stay under the device call's 64 MiB (carry a/ first, then b/ on the warm
-# machine: carried paths stay there between calls):
+# Build what scripts/gpu-generate-smoke.sh needs on the GPU runner (no network there), under
+# the device call's 64 MiB (carry DEST/a and DEST/b/repo):
 #   DEST/a/bundle     the engine bundle (scripts/prepare-gpu-bundle.sh's .gpu-bundle)
 #   DEST/a/wheels     the official Python pins: transformers 4.46.3, tokenizers 0.20.3,
 #                     diffusers 0.31.0, huggingface_hub 0.26.5, accelerate 1.1.1, loguru,
-#                     importlib_metadata (test fixtures of the runner, never part of hvinfra)
+#                     importlib_metadata (test fixtures of the runner, never part of hvinfra;
+#                     imageio-ffmpeg, 27 MB, would not fit: a stand-in writes the .mp4 with
+#                     OpenCV, tests/fixtures/gpu-runner/site/imageio_ffmpeg)
 #   DEST/a/code-t2v, DEST/a/code-i2v   the official code at the profiles' pinned commits, as
 #                     git checkouts (sparse: no assets/) built from a local clone or mirror
-#   DEST/b/wheels     imageio-ffmpeg (27 MB: the .mp4 writer)
 #   DEST/b/repo       this checkout's files (tracked + untracked-not-ignored)
 #
 #   scripts/prepare-gpu-generate.sh DEST T2V_GIT_DIR I2V_GIT_DIR
@@ -20,7 +20,6 @@ DEST=${1:?DEST}; T2V_GIT=${2:?T2V_GIT_DIR}; I2V_GIT=${3:?I2V_GIT_DIR}
 PY=${PYTHON:-python3}
 PINS=(transformers==4.46.3 tokenizers==0.20.3 diffusers==0.31.0 huggingface_hub==0.26.5
       accelerate==1.1.1 loguru==0.7.2 importlib_metadata==8.5.0)
-FFMPEG=(imageio-ffmpeg==0.5.1)
 commit_of() { "$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["models"]["code"]["commit"])' "$1"; }
 
 download() {  # DIR PACKAGES...: wheels for the runner's CPython 3.12 on x86-64
@@ -52,7 +51,6 @@ mkdir -p "$DEST/a" "$DEST/b"
 [[ -d .gpu-bundle/bin ]] || bash scripts/prepare-gpu-bundle.sh
 rm -rf "$DEST/a/bundle" && cp -a .gpu-bundle "$DEST/a/bundle"
 download "$DEST/a/wheels" "${PINS[@]}"
-download "$DEST/b/wheels" "${FFMPEG[@]}"
 checkout "$T2V_GIT" "$(commit_of src/hvinfra/configs/t2v.yaml)" "$DEST/a/code-t2v"
 checkout "$I2V_GIT" "$(commit_of src/hvinfra/configs/i2v.yaml)" "$DEST/a/code-i2v"
 rm -rf "$DEST/b/repo" && mkdir -p "$DEST/b/repo"
