@@ -106,8 +106,15 @@ def report(out: Path, runs: list[str], goal: float) -> int:
             rows.append({"label": label, "missing": str(path)})
             continue
         rows.append(_row(label, json.loads(path.read_text())))
-    a = [r["seconds_per_step"] for r in rows if r["label"].startswith("A") and r.get("seconds_per_step")]
-    b = [r["seconds_per_step"] for r in rows if r["label"].startswith("B") and r.get("seconds_per_step")]
+
+    def per_step(prefix: str) -> list[float]:
+        return [
+            r["seconds_per_step"]
+            for r in rows
+            if r["label"].startswith(prefix) and r.get("seconds_per_step")
+        ]
+
+    a, b = per_step("A"), per_step("B")
     ratio = None
     if a and b:
         # throughput ratio: bare s/step over container s/step (>= 0.97: at most ~3% slower)
@@ -118,7 +125,10 @@ def report(out: Path, runs: list[str], goal: float) -> int:
         "passed": ratio is not None and ratio >= goal,
     }
     out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{'run':<16}{'where':<10}{'s/step':>8}{'load':>7}{'steps':>7}{'decode':>7}{'peak GiB':>10}{'total':>7}")
+    print(
+        f"{'run':<16}{'where':<10}{'s/step':>8}{'load':>7}{'steps':>7}{'decode':>7}"
+        f"{'peak GiB':>10}{'total':>7}"
+    )
     for r in rows:
         if "missing" in r:
             print(f"{r['label']:<16}MISSING {r['missing']}")

@@ -47,9 +47,7 @@ def synth_spec(profile: Profile, kind: str, script: str, version: str = "") -> R
             )
     base = build_run_spec(profile, extra_labels={LABEL_JOB: f"synth-{kind}"})
     code, weights = profile.volumes[CODE_VOLUME], profile.volumes[WEIGHTS_VOLUME]
-    kept = tuple(
-        m for m in base.mounts if m.target not in (code.container, weights.container)
-    )
+    kept = tuple(m for m in base.mounts if m.target not in (code.container, weights.container))
     mounts = (
         *kept,
         Mount(code.host, code.container, read_only=True),

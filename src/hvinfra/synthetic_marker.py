@@ -1,14 +1,17 @@
 """The marker of a synthetic weights tree (`hvinfra models synth`): SYNTHETIC.json at the top
 of the weights folder. Whatever reads a weights folder asks here, so that synthetic weights can
 never pass for real ones: `models check`, `doctor`, `generate` (a warning line and the sidecar)
-and `models pull` (which replaces a synthetic tree instead of mixing with it). Pure but for
-reading one small file."""
+and `models pull` (which replaces a synthetic tree instead of mixing with it: remove_synthetic)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hvinfra.checks import CheckResult
 
 MARKER_NAME = "SYNTHETIC.json"  # the name synth_weights.py writes (kept in step by a test)
 NOTE = "synthetic weights: the video is noise"
@@ -48,3 +51,40 @@ def sidecar_field(weights_dir: Path, marker: dict[str, Any] | None) -> dict[str,
             "made_by": marker.get("made_by"),
         }
     }
+
+
+def remove_synthetic(weights_dir: Path) -> list[str]:
+    """Delete what `models synth` wrote (the marker's `written` list, then the marker), so that
+    a pull downloads real weights into a clean folder. Returns the removed paths. Only paths
+    inside the folder are touched."""
+    marker = read_marker(weights_dir)
+    if marker is None:
+        return []
+    root = weights_dir.resolve()
+    removed = []
+    for entry in marker.get("written") or []:
+        path = (weights_dir / str(entry)).resolve()
+        if root not in path.parents or not path.exists():
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(str(entry))
+    marker_path(weights_dir).unlink(missing_ok=True)
+    return [*removed, MARKER_NAME]
+
+
+def synthetic_checks(weights_dir: Path | None) -> list[CheckResult]:
+    """A doctor row (warn) when the weights folder is a synthetic tree; none otherwise."""
+    from hvinfra.checks import WARN, CheckResult
+
+    marker = read_marker(weights_dir) if weights_dir is not None else None
+    if weights_dir is None or marker is None:
+        return []
+    return [
+        CheckResult(
+            "models.synthetic", WARN, warning_text(weights_dir, marker),
+            "for real videos: `hvinfra models pull` (it replaces the synthetic tree)",
+        )
+    ]  # fmt: skip

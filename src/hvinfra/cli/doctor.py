@@ -106,6 +106,7 @@ def register(app: typer.Typer) -> None:
         from hvinfra.host_gpu import HostProbe
         from hvinfra.output import Output
         from hvinfra.preflight import Options, gather
+        from hvinfra.synthetic_marker import synthetic_checks
 
         output = Output(json_mode=as_json)
         extra = {"resolution": resolution} if resolution else None
@@ -120,6 +121,8 @@ def register(app: typer.Typer) -> None:
         )
         results = run_checks(facts, requirements.load())
         results += asset_checks(assets_report(profile, FixContext(target)))
+        weights = profile.volumes.get("weights")
+        results += synthetic_checks(Path(weights.host) if weights is not None else None)
         bad = failed(results)
         if as_json:
             output.data(payload(profile, facts, results))

@@ -98,15 +98,25 @@ def check(
     from hvinfra.assets import assets_report, failed, overall_fix
     from hvinfra.errors import AssetsMissing
     from hvinfra.output import Output
+    from hvinfra.synthetic_marker import read_marker, sidecar_field, warning_text
 
     output = Output(json_mode=as_json)
     profile, fix = _resolve(target, profile_file, sets, code_dir, weights_dir)
     rows = assets_report(profile, fix)
     bad = failed(rows)
+    weights = Path(profile.volumes["weights"].host)
+    marker = read_marker(weights)
     if as_json:
-        output.data({"profile": profile.name, "ok": not bad, "rows": [r.as_dict() for r in rows]})
+        output.data(
+            {
+                "profile": profile.name, "ok": not bad, "rows": [r.as_dict() for r in rows],
+                **sidecar_field(weights, marker),
+            }
+        )  # fmt: skip
     else:
         _render_rows(output, rows)
+    if marker is not None:
+        output.warn(warning_text(weights, marker))
     if bad:
         raise AssetsMissing(
             f"{len(bad)} required piece{'s' if len(bad) > 1 else ''} not ready: "

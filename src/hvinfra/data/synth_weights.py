@@ -90,10 +90,8 @@ def dit_channels(args: Any) -> tuple[int, int, dict[str, Any]]:
     extra: dict[str, Any] = {}
     latent = args.latent_channels
     if getattr(args, "i2v_mode", False):
-        if args.i2v_condition_type == "latent_concat":
-            in_channels = latent * 2 + 1
-        else:
-            in_channels = latent
+        concat = args.i2v_condition_type == "latent_concat"
+        in_channels = latent * 2 + 1 if concat else latent
         if args.embedded_cfg_scale:
             extra["guidance_embed"] = True
         return in_channels, latent, extra
@@ -120,8 +118,9 @@ def write_dit(args: Any, path: Path) -> dict[str, Any]:
     state = {k: buffer.as_strided(s, (1,) * len(s)) for k, s in shapes.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"module": state}, path)
+    size_mib = path.stat().st_size / 2**20
     log(f"DiT {args.model}: {len(shapes)} tensors, {params / 1e9:.2f} B parameters,"
-        f" in_channels {in_channels}, file {path.stat().st_size / 2**20:.1f} MiB -> {path}")  # fmt: skip
+        f" in_channels {in_channels}, file {size_mib:.1f} MiB -> {path}")  # fmt: skip
     return {"model": args.model, "tensors": len(shapes), "parameters": params,
             "in_channels": in_channels, "file_bytes": path.stat().st_size}  # fmt: skip
 
@@ -250,7 +249,7 @@ def write_clip_tokenizer(out: Path) -> int:
 
 
 def image_processor_config(image_tokens: int, patch: int) -> dict[str, Any]:
-    side = int(round(image_tokens**0.5)) * patch
+    side = round(image_tokens**0.5) * patch
     return {
         "image_processor_type": "CLIPImageProcessor", "do_resize": True,
         "size": {"shortest_edge": side}, "do_center_crop": True,
@@ -313,7 +312,7 @@ def write_llava(args: Any, out: Path, template: dict[str, Any]) -> dict[str, Any
     layers = max(2, int(args.hidden_state_skip_layer or 0) + 1)
     image_tokens = int(template.get("image_emb_len", 576))
     patch = 14
-    side = int(round(image_tokens**0.5)) * patch
+    side = round(image_tokens**0.5) * patch
     vision = CLIPVisionConfig(
         hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_attention_heads=1,
         image_size=side, patch_size=patch, projection_dim=32,
@@ -331,7 +330,8 @@ def write_llava(args: Any, out: Path, template: dict[str, Any]) -> dict[str, Any
         json.dumps(image_processor_config(image_tokens, patch), indent=2) + "\n"
     )
     log(f"text encoder (llava): hidden {args.text_states_dim}, {layers} layers, vision"
-        f" {side}px/{patch} -> {image_tokens} tokens, {params / 1e6:.1f} M parameters -> {out}")  # fmt: skip
+        f" {side}px/{patch} -> {image_tokens} tokens, {params / 1e6:.1f} M parameters"
+        f" -> {out}")  # fmt: skip
     return {**info, "hidden": args.text_states_dim, "layers": layers, "image_tokens": image_tokens}
 
 
@@ -396,7 +396,15 @@ def main() -> int:
     else:
         parts["text_encoder"] = write_llava(args, llm_dir, template)
     parts["text_encoder_2"] = write_clip(args, Path(constants.TEXT_ENCODER_PATH["clipL"]))
-    marker.update(parts=parts, complete=True, seconds=round(time.time() - started, 1))
+    written = [
+        str(dit_path.relative_to(weights)),
+        *(
+            str(Path(d).relative_to(weights))
+            for d in (constants.VAE_PATH[args.vae], llm_dir, constants.TEXT_ENCODER_PATH["clipL"])
+        ),
+    ]  # what `models pull` removes before downloading the real weights
+    marker.update(parts=parts, written=written, complete=True,
+                  seconds=round(time.time() - started, 1))  # fmt: skip
     (weights / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     log(f"done in {marker['seconds']} s: {weights} (marked synthetic in {MARKER})")
     return 0

@@ -8,6 +8,7 @@ callable (the CLI passes NVML's, from gpu.py).
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import threading
 import time
@@ -161,7 +162,7 @@ class PhaseClock:
         ns = sorted(self.step_times)
         gaps = [
             (self.step_times[b] - self.step_times[a]) / (b - a)
-            for a, b in zip(ns, ns[1:])
+            for a, b in itertools.pairwise(ns)
             if b > a
         ]
         steady = gaps[1:] if len(gaps) > 1 else gaps
@@ -178,9 +179,7 @@ class PhaseClock:
             "tqdm_rate": self.last_rate or None,
             "load_s": None if first is None else round(first, 1),
             "steps_s": None if first is None or done is None else round(done - first, 1),
-            "decode_s": None
-            if done is None or self.ended is None
-            else round(self.ended - done, 1),
+            "decode_s": None if done is None or self.ended is None else round(self.ended - done, 1),
             "steps_seen": len(ns),
         }
         return data
