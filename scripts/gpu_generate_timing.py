@@ -39,7 +39,7 @@ def bare(out: Path, cmd: list[str]) -> int:
         while chunk := proc.stdout.read1(65536):  # type: ignore[attr-defined]
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
-            for line in splitter.feed(chunk):
+            for line in [*splitter.feed(chunk), splitter.pending]:
                 step = parse_step(line)
                 if step is not None:
                     clock.step(step)

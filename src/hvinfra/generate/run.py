@@ -533,6 +533,9 @@ def run_job(
                             log.flush()
                             for line in splitter.feed(chunk):
                                 handle(line)
+                            current = parse_step(splitter.pending)
+                            if current is not None and current.total == request.steps:
+                                clock.step(current)  # timed on arrival (see pending)
                 for line in splitter.flush():
                     handle(line)
             except KeyboardInterrupt:
