@@ -133,3 +133,43 @@ def test_pull_removes_only_what_synth_wrote(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
     assert outside.exists()
     assert remove_synthetic(tmp_path) == []
+
+
+def test_models_check_says_the_tree_is_synthetic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hvinfra.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / MARKER_NAME).write_text(json.dumps({"synthetic": True, "made_at": "2026-12-03"}))
+    code = main(["models", "check", "t2v", "--weights-dir", str(weights), "--code-dir",
+                 str(tmp_path / "code"), "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 11  # the rest of the tree is missing
+    assert json.loads(captured.out)["synthetic_weights"]["note"] == NOTE
+    assert NOTE in captured.err
+
+
+def test_synth_refuses_a_folder_with_real_weights_before_docker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hvinfra.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    (code_dir / "sample_video.py").write_text("")
+    weights = tmp_path / "weights"
+    vae = weights / "hunyuan-video-t2v-720p" / "vae" / "pytorch_model.pt"
+    vae.parent.mkdir(parents=True)
+    vae.write_bytes(b"real")
+    code = main(["models", "synth", "t2v", "--weights-dir", str(weights), "--code-dir",
+                 str(code_dir), "--force"])  # fmt: skip
+    assert code == 1
+    assert "holds real weights" in capsys.readouterr().err
+    assert vae.read_bytes() == b"real"
