@@ -15,9 +15,10 @@ from pathlib import Path
 
 from hvinfra.assets import CODE_VOLUME, WEIGHTS_VOLUME
 from hvinfra.errors import ProfileError
-from hvinfra.preprocess import LABEL_JOB, PYTHON
+from hvinfra.labels import LABEL_JOB
+from hvinfra.preprocess import PYTHON
 from hvinfra.profiles.models import Profile
-from hvinfra.spec import LABEL_SPEC_HASH, Mount, RunSpec, build_run_spec, spec_hash
+from hvinfra.spec import Mount, RunSpec, build_run_spec, with_identity
 from hvinfra.synthetic_marker import MARKER_NAME
 
 SCRIPT_IN_CONTAINER = "/hvinfra-synth/synth_weights.py"
@@ -65,9 +66,8 @@ def synth_spec(profile: Profile, kind: str, script: str, version: str = "") -> R
         devices=(),
         working_dir=code.container,
         restart_policy="no",
-        labels=tuple(kv for kv in base.labels if kv[0] != LABEL_SPEC_HASH),
     )
-    return replace(spec, labels=(*spec.labels, (LABEL_SPEC_HASH, spec_hash(spec))))
+    return with_identity(spec)
 
 
 def real_files(weights_dir: Path, required: list[str]) -> list[str]:

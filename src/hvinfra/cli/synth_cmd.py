@@ -8,11 +8,11 @@ from pathlib import Path
 import typer
 
 from hvinfra.cli.common import TARGET_HELP, JsonOpt, ProfileFileOpt, SetOpt
-from hvinfra.cli.models_cmd import CodeDirOpt, WeightsDirOpt, models_app
+from hvinfra.cli.models_common import CodeDirOpt, WeightsDirOpt
 
 
-def register(app: typer.Typer) -> None:
-    """Adds `synth` to the `models` group (registered by models_cmd)."""
+def register(models_app: typer.Typer) -> None:
+    """Adds `synth` to the `models` group (models_cmd calls this)."""
     models_app.command("synth")(synth)
 
 
@@ -37,7 +37,7 @@ def synth(
     from hvinfra import __version__
     from hvinfra.assets import CODE_VOLUME, WEIGHTS_VOLUME
     from hvinfra.cli.common import connect
-    from hvinfra.cli.models_cmd import _image_observer, _relay_output, _resolve
+    from hvinfra.cli.models_common import image_observer, relay_output, resolve
     from hvinfra.errors import AssetsMissing, HvinfraError
     from hvinfra.output import Output
     from hvinfra.preprocess import run_preprocess
@@ -45,7 +45,7 @@ def synth(
     from hvinfra.synthetic_marker import NOTE, read_marker
 
     output = Output(json_mode=as_json)
-    profile, _fix = _resolve(target, profile_file, sets, code_dir, weights_dir)
+    profile, _fix = resolve(target, profile_file, sets, code_dir, weights_dir)
     kind = profile.workload
     code = Path(profile.volumes[CODE_VOLUME].host)
     weights = Path(profile.volumes[WEIGHTS_VOLUME].host)
@@ -70,8 +70,8 @@ def synth(
     output.warn(f"writing SYNTHETIC weights into {weights}: {NOTE}")
     engine = connect()
     run_preprocess(
-        engine, spec, on_output=_relay_output(),
-        observe_pull=_image_observer(output, profile.image),
+        engine, spec, on_output=relay_output(),
+        observe_pull=image_observer(output, profile.image),
         what="models synth", rerun=f"rerun `hvinfra models synth {target} --force`",
     )  # fmt: skip
     marker = read_marker(weights) or {}
