@@ -14,7 +14,7 @@
 #   GEN_WHEELS   folders of wheels: the official Python pins (test fixtures of the runner);
 #                the .mp4 writer is tests/fixtures/gpu-runner/site/imageio_ffmpeg (OpenCV)
 #   GEN_CODE_T2V_SRC / GEN_CODE_I2V_SRC  the official checkouts at the pinned commits
-#   SMOKE_QUICK=1  stop after the first generate (a rehearsal of the path, 2 steps)
+#   SMOKE_QUICK=1  synth, up and the first generate (A1) only, no doctor runs
 #   SMOKE_BUDGET_S  leave out the optional runs once this many seconds have passed (480)
 # Output: $OUT/smoke.log, $OUT/results.json, $OUT/jobs.tar.gz (sidecars, logs, bare results),
 # $OUT/sample-540p.mp4. Exit 0 when every required run made its .mp4 and the ratio met the goal.
@@ -140,8 +140,10 @@ step "host CUDA check (also creates /dev/nvidia-uvm where it is made on demand)"
 env -u PYTHONPATH "$HV_PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())' || fail "host CUDA"
 ls -l /dev/nvidia*
 
-step "hvinfra doctor (before the weights exist: expected to list them missing)"
-hv doctor "$P_T2V"; echo "(doctor exit $?)"
+if [[ "$QUICK" != 1 ]]; then
+    step "hvinfra doctor (before the weights exist: expected to list them missing)"
+    hv doctor "$P_T2V"; echo "(doctor exit $?)"
+fi
 
 step "hvinfra models synth t2v"
 t=$SECONDS
@@ -151,19 +153,22 @@ echo "(synth t2v: $((SECONDS - t)) s)"; du -sh "$GEN_WEIGHTS_T2V"/*
 step "hvinfra models check (synthetic tree: ok, and said so)"
 CHECKS=()
 hv models check "$P_T2V" || { echo "(models check exit $?: generate runs with --skip-checks)"; CHECKS=(--skip-checks); }
-hv doctor "$P_T2V"; echo "(doctor exit $?)"
+[[ "$QUICK" == 1 ]] || { hv doctor "$P_T2V"; echo "(doctor exit $?)"; }
 
 step "hvinfra up"
 hv up "$P_T2V" --pull never --replace || { fail "up"; exit 1; }
 hv status
 
+G540=(-r 540p -a 16:9 --frames 33 --steps 5 ${CHECKS[@]+"${CHECKS[@]}"})
 if [[ "$QUICK" == 1 ]]; then
-    generate Q1 "$P_T2V" t2v -r 540p -a 16:9 --frames 33 --steps 2 ${CHECKS[@]+"${CHECKS[@]}"}
+    generate A1 "$P_T2V" t2v "${G540[@]}" && cp "$(ls -t "$WORK"/jobs/*.mp4 | head -1)" "$OUT/sample-540p.mp4"
     step "QUICK: stopping after the first generate"
+    env PYTHONPATH="$REPO/src" "$HV_PY" "$REPO/scripts/gpu_generate_timing.py" report \
+        "$OUT/results.json" A1="$RUNS/A1.json" --goal "$GOAL"
+    ((${#FAILED[@]})) && { echo "QUICK FAILED: ${FAILED[*]}"; exit 1; }
     exit 0
 fi
 
-G540=(-r 540p -a 16:9 --frames 33 --steps 5 ${CHECKS[@]+"${CHECKS[@]}"})
 left() { (( SECONDS - T0 < BUDGET - $1 )); }  # is there time left for a run of ~$1 s?
 # the I2V tree is written on the CPU while the T2V runs use the GPU
 (hv models synth "$P_I2V" >"$WORK/synth-i2v.log" 2>&1; echo "synth i2v exit $?" >>"$WORK/synth-i2v.log") &
