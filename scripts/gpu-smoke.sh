@@ -54,10 +54,8 @@ cleanup() {
     step "cleanup"
     if [[ -n "$DOCKERD_PID" ]] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
         hv down "$PROFILE" --timeout 5 >/dev/null 2>&1 || true
-        kill -TERM "$DOCKERD_PID" 2>/dev/null
-        for _ in $(seq 1 30); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
-        kill -KILL "$DOCKERD_PID" 2>/dev/null && echo "dockerd killed" || echo "dockerd stopped"
     fi
+    engine_stop
     [[ -f "$WORK/dockerd.log" ]] && tail -c 2000000 "$WORK/dockerd.log" >"$OUT/dockerd.log"
     # the daemon unmounts what it mounted; anything left under WORK goes before rm -rf
     grep -o " $WORK[^ ]*" /proc/self/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null
@@ -70,23 +68,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# GET on the private daemon's socket, without curl (the runner may not have it)
-api_get() {
-    "$HV_PY" - "$WORK/docker.sock" "$1" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
-try:
-    s.connect(sys.argv[1])
-    s.sendall(f"GET {sys.argv[2]} HTTP/1.0\r\nHost: d\r\n\r\n".encode())
-    data = b"".join(iter(lambda: s.recv(65536), b""))
-except OSError:
-    sys.exit(1)
-head, _, body = data.partition(b"\r\n\r\n")
-sys.stdout.write(body.decode(errors="replace"))
-sys.exit(0 if b" 200 " in head.split(b"\r\n")[0] else 1)
-PY
-}
+# shellcheck source=scripts/gpu-engine.sh
+source "$REPO/scripts/gpu-engine.sh"  # api_get, unxz_to, engine_*
 
 hv() {
     env DOCKER_HOST="unix://$WORK/docker.sock" PYTHONPATH="$WORK/site:$REPO/src" \
@@ -99,59 +82,13 @@ step "host: $(uname -srm); $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.total,driver_version,pci.bus_id --format=csv
 ls -l /dev/nvidia* 2>/dev/null || echo "(no /dev/nvidia* nodes)"
 
-# -- 1. the engine, from the bundle -----------------------------------------------------------
-step "unpack the engine"
-mkdir -p "$WORK/bin" "$WORK/lib" "$WORK/site" "$WORK/config"
-unxz_to() {  # xz if the host has it, else Python's lzma
-    if command -v xz >/dev/null; then xz -dc "$1" >"$2"
-    else "$HV_PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
-}
-for f in "$BUNDLE"/bin/*.xz; do unxz_to "$f" "$WORK/bin/$(basename "$f" .xz)" || { fail "unpack $f"; exit 1; }; done
-cp "$BUNDLE/bin/docker-init" "$WORK/bin/"
-cp "$BUNDLE"/lib/* "$WORK/lib/"
-chmod 0755 "$WORK"/bin/*
+# -- 1. the engine, from the bundle; 2. the stand-in image: an empty rootfs (the runner's files
+# come in through the profile) ------------------------------------------------------------------
+engine_unpack || exit 1
 ls -l "$WORK/bin" "$WORK/lib"
-
-step "python packages"
-if "$HV_PY" -c 'import pydantic, docker' 2>/dev/null; then
-    echo "pydantic and docker already importable by $HV_PY"
-else
-    "$HV_PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target "$WORK/site" "$BUNDLE"/wheels/*.whl || { fail "wheels"; exit 1; }
-fi
 hv --version || { fail "hvinfra import"; exit 1; }
-
-step "start a private dockerd (--iptables=false --bridge=none, own roots and socket)"
-echo '{}' >"$WORK/daemon.json"  # the host's /etc/docker is never read
-env PATH="$WORK/bin:$PATH" LD_LIBRARY_PATH="$WORK/lib" "$WORK/bin/dockerd" \
-    --host "unix://$WORK/docker.sock" --data-root "$WORK/data" --exec-root "$WORK/exec" \
-    --pidfile "$WORK/dockerd.pid" --config-file "$WORK/daemon.json" --storage-driver "${SMOKE_STORAGE_DRIVER:-vfs}" \
-    --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
-    >"$WORK/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-for _ in $(seq 1 120); do
-    [[ -S "$WORK/docker.sock" ]] && api_get /_ping >/dev/null 2>&1 && break
-    kill -0 "$DOCKERD_PID" 2>/dev/null || break
-    sleep 0.5
-done
-if ! api_get /_ping >/dev/null 2>&1; then
-    fail "dockerd did not start"; tail -40 "$WORK/dockerd.log"; exit 1
-fi
-echo "dockerd $DOCKERD_PID answers on unix://$WORK/docker.sock"
-
-# -- 2. the stand-in image: an empty rootfs (the runner's files come in through the profile) ---
-step "import the stand-in image $IMAGE"
-mkdir -p "$WORK/rootfs/tmp" "$WORK/rootfs/etc" && chmod 1777 "$WORK/rootfs/tmp"
-tar -C "$WORK/rootfs" -cf "$WORK/rootfs.tar" . || { fail "rootfs tar"; exit 1; }
-env PYTHONPATH="$WORK/site" DOCKER_HOST="unix://$WORK/docker.sock" "$HV_PY" - "$WORK/rootfs.tar" "$IMAGE" <<'PY' || { fail "image import"; exit 1; }
-import sys, docker
-repo, tag = sys.argv[2].rsplit(":", 1)
-client = docker.from_env()
-with open(sys.argv[1], "rb") as f:
-    client.api.import_image_from_data(f.read(), repository=repo, tag=tag, changes=['CMD ["/bin/sh"]'])
-image = client.images.get(sys.argv[2])
-print("imported", image.tags, image.id[:19], client.version()["Version"])
-PY
+engine_start || exit 1
+engine_import_standin "$IMAGE" || exit 1
 
 # -- 3. fake GPU (rehearsal only): records, device nodes and a driver folder ----------------
 FAKE_ENV=()

@@ -221,7 +221,7 @@ def check_vram(
     facts: Facts, req: Requirements, system: GpuSystem, chosen: Sequence[GpuInfo]
 ) -> list[CheckResult]:
     need = req.vram(facts.workload, facts.resolution, fp8=facts.fp8, cpu_offload=facts.cpu_offload)
-    mark = "" if need.basis == "official" else " (estimate)"
+    mark = {"official": "", "measured": " (measured)"}.get(need.basis, " (estimate)")
     free = {g.index: g.memory_free_bytes / GIB for g in system.gpus}
     short = [g.index for g in chosen if g.memory_free_bytes < need.bytes]
     xdit_ok = len(chosen) > 1 and all(

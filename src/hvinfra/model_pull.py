@@ -422,6 +422,13 @@ def run_pull(
     models = models_of(profile)
     code_dir, weights_dir = host_dirs(profile)
     fix = fix or FixContext(profile.name)
+    if only in (None, "weights"):
+        from hvinfra.synthetic_marker import remove_synthetic
+
+        removed = remove_synthetic(weights_dir)
+        if removed:
+            shown = ", ".join(removed)
+            tools.say(f"weights: removed the synthetic tree in {weights_dir} ({shown})")
     rows = assets_report(profile, fix)
     plan = plan_pull(models, rows, weights_dir, only=only, fp8=fp8)
     report = PullReport()

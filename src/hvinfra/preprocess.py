@@ -76,8 +76,11 @@ def run_preprocess(
     *,
     on_output: Callable[[bytes], None],
     observe_pull: Callable[[Iterator[dict[str, Any]]], None] = consume,
+    what: str = "preprocessing",
+    rerun: str = "rerun the pull",
 ) -> None:
-    """Run the container to completion, streaming its output; remove it afterwards."""
+    """Run the container to completion, streaming its output; remove it afterwards.
+    `what` and `rerun` name the job in the messages (preprocessing, or models synth)."""
     ensure_image(engine, spec.image, PullPolicy.MISSING, observe_pull)  # type: ignore[arg-type]
     stale = engine.container(spec.name)
     if stale is not None:
@@ -96,17 +99,18 @@ def run_preprocess(
     except KeyboardInterrupt as exc:
         engine.remove(container_id, force=True)
         raise Interrupted(
-            "interrupted: the preprocessing container was removed; the downloads are kept",
-            "rerun `hvinfra models pull` to preprocess again",
+            f"interrupted: the {what} container was removed"
+            + ("; the downloads are kept" if what == "preprocessing" else ""),
+            rerun,
         ) from exc
     except BaseException:
         engine.remove(container_id, force=True)
         raise
     if status != 0:
         raise JobFailed(
-            f"preprocessing ({' '.join(spec.command or ())}) exited with {status}; its"
+            f"{what} ({' '.join(spec.command or ())}) exited with {status}; its"
             f" container {spec.name} is kept for its logs",
             f"read them with `docker logs {spec.name}`; remove it with `docker rm {spec.name}`;"
-            " then rerun the pull",
+            f" then {rerun}",
         )
     engine.remove(container_id, force=True)

@@ -18,7 +18,7 @@ WORKLOADS = ("t2v", "i2v")
 @dataclass(frozen=True)
 class VramNeed:
     gib: float
-    basis: str  # "official" or "estimate"
+    basis: str  # "official", "measured" (scripts/gpu-generate-smoke.sh) or "estimate"
     setting: str  # e.g. "t2v 720p, fp8"
 
     @property

@@ -161,6 +161,9 @@ def test_t2v_hostile_prompt_arrives_verbatim_and_the_video_and_sidecar_come_out(
     assert sidecar["image"]["id"].startswith("sha256:")
     assert sidecar["container"]["name"] == job.name
     assert sidecar["output"]["video"] == video.name
+    phases = sidecar["measurements"]["phases"]  # timed from the stand-in's tqdm lines
+    assert phases["steps_seen"] >= 1 and phases["tqdm_rate"] == "1.00s/it"
+    assert sidecar["synthetic_weights"] is None
     assert "Sample save to:" in (job.out / f"{stem}.log").read_text()
     assert not list(job.out.glob("*.partial"))
 

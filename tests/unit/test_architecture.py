@@ -15,7 +15,7 @@ CORE = ("launcher", "spec", "argv", "profiles", "checks", "records", "errors", "
         "generate.progress", "generate.run", "convergence", "labels", "gpu_selection", "context",
         "generate.options", "render", "render.compose", "render.k8s", "render.slurm",
         "render.jobs", "generate.safe_output", "generate.job_control", "exposure",
-        "paths")  # fmt: skip
+        "paths", "generate.measure", "synth", "synthetic_marker")  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:

@@ -214,3 +214,11 @@ def test_unknown_gpu_lists_the_gpus_seen() -> None:
     assert system.gpus[1].uuid in caught.value.message
     with pytest.raises(GpuRuntimeError):
         select_gpus(("GPU-00000000-0000-0000-0000-000000000000",), system)
+
+
+def test_vram_row_names_a_measured_figure_as_measured() -> None:
+    per_gpu = {**REQ.per_gpu, "t2v": {**REQ.per_gpu["t2v"], "720p": (58.0, "measured")}}
+    measured = dataclasses.replace(REQ, per_gpu=per_gpu)
+    vram = row(run_checks(facts(), measured), "vram", gpu=0)
+    assert "needs 58 GiB (measured)" in vram.detail
+    assert "(measured)" not in row(run_checks(facts(), REQ), "vram", gpu=0).detail

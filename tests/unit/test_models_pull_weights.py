@@ -372,3 +372,30 @@ def test_cli_pull_never_shows_the_token_and_ends_with_a_clean_check(
     assert all(SECRET not in value for s in engine.specs for _k, value in s.environment)
     assert main(["models", "check", *argv[2:]]) == 0
     assert os.environ["HF_TOKEN"] == SECRET
+
+
+def test_pull_replaces_a_synthetic_tree_instead_of_mixing_with_it(
+    tmp_path: Path, code_at_pin: tuple[Path, tuple[str, ...]]
+) -> None:
+    import json
+
+    from hvinfra.synthetic_marker import MARKER_NAME
+
+    weights = tmp_path / "ckpts"
+    dit = weights / "hunyuan-video-t2v-720p/transformers/mp_rank_00_model_states.pt"
+    dit.parent.mkdir(parents=True)
+    dit.write_bytes(b"synthetic")
+    marker = {"synthetic": True, "written": [str(dit.relative_to(weights))]}
+    (weights / MARKER_NAME).write_text(json.dumps(marker))
+    said: list[str] = []
+    hub = FakeHub()
+    tools = _tools(hub)
+    tools = PullTools(
+        hub=tools.hub, engine=tools.engine, progress=tools.progress,
+        disk_free=tools.disk_free, say=said.append,
+    )  # fmt: skip
+    report = run_pull(_profile(tmp_path, "t2v", code_at_pin), tools, only="weights")
+    assert not (weights / MARKER_NAME).exists()
+    assert any("removed the synthetic tree" in line for line in said)
+    assert "model" in report.downloaded  # the DiT is downloaded again, not kept
+    assert dit.read_bytes() != b"synthetic"

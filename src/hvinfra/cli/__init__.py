@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lock": ("images_cmd", "Record the digests of the images the profiles use."),
     "build": ("images_cmd", "Build the launcher-ready image on the official one."),
     "config": ("config_cmd", "Show and check profiles."),
-    "models": ("models_cmd", "The HunyuanVideo code and weights: check, pull."),
+    "models": ("models_cmd", "The HunyuanVideo code and weights: check, pull, synth."),
     "generate": ("generate_cmd", "Generate a video in the profile's container."),
     "render": ("render_cmd", "Render the profile for compose, Kubernetes or Slurm."),
 }

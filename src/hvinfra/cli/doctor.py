@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
         from hvinfra.cli.common import app_context, load
         from hvinfra.errors import ExitCode
         from hvinfra.preflight import Options, gather
+        from hvinfra.synthetic_marker import synthetic_checks
 
         app = app_context(ctx)
         output = app.output(as_json)
@@ -101,6 +102,8 @@ def register(app: typer.Typer) -> None:
         )
         results = run_checks(facts, requirements.load())
         results += asset_checks(assets_report(profile, FixContext(target)))
+        weights = profile.volumes.get("weights")
+        results += synthetic_checks(Path(weights.host) if weights is not None else None)
         bad = failed(results)
         if as_json:
             output.data(payload(profile, facts, results))

@@ -452,12 +452,17 @@ def _run(
         for exposure in exposures:
             output.warn(f"SECURITY: {exposure}")
     files = reserve_output_files(out_dir, plan.output_stem)
+    synthetic = _synthetic_warning(output, profile)
+    selection = job_selection(request, profile)
     result = run_job(
         engine, request, plan, container, files,
         observer=JobDisplay(output, verbose=o.verbose),
-        gpu_names=gpu_names_for_sidecar(job_selection(request, profile), app.gpu_system()),
+        gpu_names=gpu_names_for_sidecar(selection, app.gpu_system()),
         stop_timeout=o.stop_timeout,
         rewrite=rewrite_info, kill_stale=o.kill_stale,
+        memory_probe=app.probe.probe if app.gpu_system() is not None else None,
+        measure_gpus=_gpu_indices(selection),
+        extra=synthetic,
     )  # fmt: skip
     if output.json_mode:
         output.data(
@@ -468,9 +473,37 @@ def _run(
             }
         )  # fmt: skip
         return
+    from hvinfra.generate.measure import summary_line
+
+    measured = summary_line(result.sidecar.get("measurements") or {})
+    if measured:
+        output.info(f"measured: {measured}")
+    if result.sidecar.get("synthetic_weights"):
+        output.warn(result.sidecar["synthetic_weights"]["note"])
     output.out.print(
         f"[green]done[/green] in {result.duration_s:.0f}s: {result.files.video}\n"
         f"  sidecar {result.files.sidecar}\n  log     {result.files.log}\n"
         f"  seed    {request.seed}",
         highlight=False,
     )
+
+
+def _synthetic_warning(output: Any, profile: Any) -> dict[str, Any]:
+    """Warn when the weights folder is a synthetic tree; the sidecar field either way."""
+    from hvinfra.synthetic_marker import read_marker, sidecar_field, warning_text
+
+    weights = profile.volumes.get("weights")
+    if weights is None:
+        return {}
+    folder = Path(weights.host)
+    marker = read_marker(folder)
+    if marker is not None:
+        output.warn(warning_text(folder, marker))
+    return sidecar_field(folder, marker)
+
+
+def _gpu_indices(selection: str | tuple[str, ...]) -> tuple[int, ...]:
+    """The selected GPUs as NVML indices; () for all (or UUID selections)."""
+    if isinstance(selection, str) or not all(s.isdigit() for s in selection):
+        return ()
+    return tuple(int(s) for s in selection)

@@ -8,18 +8,17 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from hvinfra.cli.common import TARGET_HELP, JsonOpt, ProfileFileOpt, SetOpt
+from hvinfra.cli.models_common import (
+    CodeDirOpt,
+    WeightsDirOpt,
+    image_observer,
+    relay_output,
+    resolve,
+)
 
 if TYPE_CHECKING:
-    from hvinfra.assets import AssetRow, FixContext
+    from hvinfra.assets import AssetRow
     from hvinfra.output import Output
-    from hvinfra.profiles import Profile
-
-CodeDirOpt = typer.Option(
-    None, "--code-dir", help="Code folder instead of the profile's volumes.code.host."
-)
-WeightsDirOpt = typer.Option(
-    None, "--weights-dir", help="Weights folder instead of the profile's volumes.weights.host."
-)
 
 models_app = typer.Typer(
     name="models",
@@ -27,33 +26,6 @@ models_app = typer.Typer(
     " check what is there, pull what is missing.",
     no_args_is_help=True,
 )
-
-
-def _resolve(
-    target: str,
-    profile_file: Path | None,
-    sets: list[str],
-    code_dir: Path | None,
-    weights_dir: Path | None,
-) -> tuple[Profile, FixContext]:
-    from hvinfra.assets import FixContext, host_dirs, models_of
-    from hvinfra.cli.common import load
-    from hvinfra.paths import resolved
-
-    flags: dict[str, Any] = {}
-    if code_dir is not None:
-        flags["volumes.code.host"] = str(resolved(code_dir, "--code-dir"))
-    if weights_dir is not None:
-        flags["volumes.weights.host"] = str(resolved(weights_dir, "--weights-dir"))
-    profile = load(target, profile_file, sets, extra_flags=flags).profile
-    models_of(profile)
-    host_dirs(profile)
-    fix = FixContext(
-        target,
-        code_dir=flags.get("volumes.code.host"),
-        weights_dir=flags.get("volumes.weights.host"),
-    )
-    return profile, fix
 
 
 def _render_rows(output: Output, rows: list[AssetRow]) -> None:
@@ -81,6 +53,9 @@ def _render_rows(output: Output, rows: list[AssetRow]) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from hvinfra.cli import synth_cmd
+
+    synth_cmd.register(models_app)  # `models synth` lives in its own module
     app.add_typer(models_app, name="models")
 
 
@@ -100,15 +75,25 @@ def check(
     from hvinfra.assets import failed, overall_fix
     from hvinfra.errors import AssetsMissing
     from hvinfra.output import Output
+    from hvinfra.synthetic_marker import read_marker, sidecar_field, warning_text
 
     output = Output(json_mode=as_json)
-    profile, fix = _resolve(target, profile_file, sets, code_dir, weights_dir)
+    profile, fix = resolve(target, profile_file, sets, code_dir, weights_dir)
     rows = assets_report(profile, fix)
     bad = failed(rows)
+    weights = Path(profile.volumes["weights"].host)
+    marker = read_marker(weights)
     if as_json:
-        output.data({"profile": profile.name, "ok": not bad, "rows": [r.as_dict() for r in rows]})
+        output.data(
+            {
+                "profile": profile.name, "ok": not bad, "rows": [r.as_dict() for r in rows],
+                **sidecar_field(weights, marker),
+            }
+        )  # fmt: skip
     else:
         _render_rows(output, rows)
+    if marker is not None:
+        output.warn(warning_text(weights, marker))
     if bad:
         raise AssetsMissing(
             f"{len(bad)} required piece{'s' if len(bad) > 1 else ''} not ready: "
@@ -148,7 +133,7 @@ def pull(
             exit_code=ExitCode.USAGE,
         )
     output = Output(json_mode=as_json)
-    profile, fix = _resolve(target, profile_file, sets, code_dir, weights_dir)
+    profile, fix = resolve(target, profile_file, sets, code_dir, weights_dir)
     pieces = profile.models.weights.values() if profile.models else []
     if fp8 and not any(p.optional == "fp8" for p in pieces):
         output.warn(f"profile {profile.name} has no FP8 weights: --fp8 changes nothing")
@@ -157,8 +142,8 @@ def pull(
         engine=_engine,
         progress=_display(output),
         say=output.info,
-        on_output=_relay_output(),
-        observe_image_pull=_image_observer(output, profile.image),
+        on_output=relay_output(),
+        observe_image_pull=image_observer(output, profile.image),
     )
     try:
         report = run_pull(profile, tools, fix=fix, only=only, fp8=fp8)
@@ -226,19 +211,3 @@ def _display(output: Output) -> Any:
     if sys.stderr.isatty():
         return RichDownload(output.err)
     return PlainDownload(lambda text: output.err.print(text, markup=False, highlight=False))
-
-
-def _relay_output() -> Any:
-    import sys
-
-    def relay(chunk: bytes) -> None:
-        sys.stderr.buffer.write(chunk)
-        sys.stderr.buffer.flush()
-
-    return relay
-
-
-def _image_observer(output: Output, image: str) -> Any:
-    from hvinfra.pull_display import pull_observer
-
-    return pull_observer(output, image)

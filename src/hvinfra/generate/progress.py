@@ -59,6 +59,13 @@ class LineSplitter:
         self._buffer = parts.pop()
         yield from parts
 
+    @property
+    def pending(self) -> str:
+        """The text after the last line end: tqdm writes `\\r` BEFORE each state, so the newest
+        state waits here until the next one arrives; read it now to time the step when it
+        happened, not one step late."""
+        return self._buffer
+
     def flush(self) -> Iterator[str]:
         rest = self._buffer + self._decoder.decode(b"", final=True)
         self._buffer = ""

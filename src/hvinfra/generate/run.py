@@ -38,6 +38,7 @@ from hvinfra.errors import (
 )
 from hvinfra.generate import safe_output
 from hvinfra.generate.job_control import JOB_ENV, pidfile_of, refuse_or_kill_stale, stop_job, wrap
+from hvinfra.generate.measure import MemorySampler, PhaseClock
 from hvinfra.generate.plan import JobPlan, exec_env, official_file_name_bytes
 from hvinfra.generate.progress import LineSplitter, Step, failure_hint, parse_step, saved_path
 from hvinfra.generate.request import I2VRequest, Request, T2VRequest
@@ -525,8 +526,13 @@ def run_job(
     gpu_names: Sequence[str] | None = None,
     stop_timeout: float = 20.0,
     rewrite: Mapping[str, Any] | None = None,
+    memory_probe: Callable[[], GpuSystem] | None = None,
+    measure_gpus: Sequence[int] = (),
+    extra: Mapping[str, Any] | None = None,
     kill_stale: bool = False,
 ) -> JobResult:
+    """Run the job; `memory_probe` (NVML) is sampled while it runs for the memory peak on
+    `measure_gpus`; `extra` is merged into the sidecar (e.g. the synthetic-weights marker)."""
     env = exec_env(plan, container.labels.get(LABEL_GPUS, "all"))
     try:
         refuse_or_kill_stale(engine, container.id, container.name, observer, kill_stale=kill_stale)
@@ -548,10 +554,13 @@ def run_job(
     exec_id = ""
     observer.started(plan, request.steps)
     ok = False
+    clock = PhaseClock(request.steps)
+    sampler = MemorySampler(memory_probe, measure_gpus) if memory_probe is not None else None
     try:
         with (
             safe_output.open_append_own(files.log, files.log_identity) as log,
             _signals_as_interrupt(),
+            sampler or contextlib.nullcontext(),
         ):
             try:
                 exec_id = engine.exec_create(
@@ -562,6 +571,7 @@ def run_job(
                 def handle(line: str) -> None:
                     step = parse_step(line)
                     if step is not None and step.total == request.steps:
+                        clock.step(step)
                         observer.step(step)
                         return
                     if line.strip():
@@ -582,6 +592,9 @@ def run_job(
                                 raise
                             for line in splitter.feed(chunk):
                                 handle(line)
+                            current = parse_step(splitter.pending)
+                            if current is not None and current.total == request.steps:
+                                clock.step(current)  # timed on arrival (see pending)
                 for line in splitter.flush():
                     handle(line)
             except KeyboardInterrupt:
@@ -601,6 +614,7 @@ def run_job(
                 raise error from None
             except DockerUnreachable as exc:
                 raise _daemon_lost(exc, container, plan) from None
+        clock.end()
         try:
             code = _exit_code(engine, exec_id)
         except ContainerStateError:
@@ -636,6 +650,11 @@ def run_job(
             gpu_names=gpu_names, env=env, files=files, container_path=container_path,
             started_at=started_at, finished_at=_now(), duration_s=duration, rewrite=rewrite,
         )  # fmt: skip
+        data["measurements"] = {
+            "gpu_memory": sampler.peak.as_dict() if sampler is not None else None,
+            "phases": clock.as_dict(),
+        }
+        data.update(extra or {})
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
         try:
             safe_output.write_new(files.sidecar, text.encode("utf-8"))
