@@ -92,12 +92,12 @@ def test_phase_times_and_steady_seconds_per_step_from_tqdm_chunks() -> None:
             if step is not None:
                 clock.step(step, now=at)
     clock.end(now=33.0)
-    data = clock.as_dict()
-    assert data["load_s"] == 20.0
-    assert data["steps_s"] == 8.2
-    assert data["decode_s"] == 4.8
-    assert data["tqdm_rate"] == "1.30s/it"
-    assert data["seconds_per_step"] == 1.3  # the 3 s warm-up step is left out
+    phases = clock.as_dict()
+    assert phases["load_s"] == 20.0
+    assert phases["steps_s"] == 8.2
+    assert phases["decode_s"] == 4.8
+    assert phases["tqdm_rate"] == "1.30s/it"
+    assert phases["seconds_per_step"] == 1.3  # the 3 s warm-up step is left out
 
 
 def test_rate_seconds_reads_both_tqdm_forms() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hvinfra.checks import WARN
-from hvinfra.data import synth_weights
+from hvinfra.data import synth_weights  # type: ignore[attr-defined]  # a script, not typed
 from hvinfra.profiles import load_profile
 from hvinfra.synth import SCRIPT_IN_CONTAINER, real_files, refusal, script_path, synth_spec
 from hvinfra.synthetic_marker import (
