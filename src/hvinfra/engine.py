@@ -514,6 +514,22 @@ class DockerEngine:
         }
         if since:
             params["since"] = _unix_time(_since_value(since))
+        try:
+            yield from self._log_stream(container_id, params, tty)
+        except DockerUnreachable as exc:
+            if not follow:
+                raise
+            raise DockerUnreachable(
+                f"the Docker daemon at {self.host} went away while following the logs:"
+                f" {exc.message}",
+                exc.fix,
+            ) from None
+        if follow:
+            self._daemon_still_there(container_id, "following the logs")
+
+    def _log_stream(
+        self, container_id: str, params: dict[str, Any], tty: bool | None
+    ) -> Iterator[bytes]:
         with self._translate(f"reading logs of {container_id[:12]}"):
             if tty is None:
                 tty = bool(self._api.inspect_container(container_id)["Config"].get("Tty"))
@@ -526,8 +542,6 @@ class DockerEngine:
             finally:
                 with contextlib.suppress(Exception):
                     response.close()
-        if follow:
-            self._daemon_still_there(container_id, "following the logs")
 
     def _daemon_still_there(self, container_id: str, doing: str, settle: float = 2.0) -> None:
         """A followed stream also ends when the daemon stops (it stops its containers first,
