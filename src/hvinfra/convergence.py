@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from hvinfra.labels import LABEL_MANAGED, LABEL_SPEC, LABEL_SPEC_HASH, LABEL_VERSION
+from hvinfra.labels import (
+    LABEL_MANAGED,
+    LABEL_PROFILE,
+    LABEL_SPEC,
+    LABEL_SPEC_HASH,
+    LABEL_VERSION,
+)
 from hvinfra.records import ContainerInfo
-from hvinfra.spec import RunSpec, spec_summary
+from hvinfra.spec import RunSpec, spec_hash, spec_summary
 
 # Statuses in which the container keeps running (or is about to) without our help.
 LIVE = frozenset({"running", "restarting", "paused"})
@@ -125,12 +131,26 @@ def recorded_summary(existing: ContainerInfo) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _same_but_profile_name(desired: RunSpec, existing: ContainerInfo, found_hash: str) -> bool:
+    """True when only the profile's name differs: `up FILE` names it after the file and
+    `generate t2v --profile FILE` calls it t2v, for the same container."""
+    name = existing.labels.get(LABEL_PROFILE)
+    if name is None or name == desired.label_map.get(LABEL_PROFILE):
+        return False
+    labels = tuple(
+        (key, name if key == LABEL_PROFILE else value)
+        for key, value in desired.labels
+        if key not in (LABEL_SPEC_HASH, LABEL_SPEC)
+    )
+    return spec_hash(replace(desired, labels=labels)) == found_hash
+
+
 def differences(desired: RunSpec, existing: ContainerInfo, facts: Facts) -> list[str]:
     """How `existing` differs from `desired`; empty when it is the same container."""
     wanted_hash = desired.label_map.get(LABEL_SPEC_HASH, "")
     found_hash = existing.labels.get(LABEL_SPEC_HASH, "")
     found: list[str] = []
-    if wanted_hash != found_hash:
+    if wanted_hash != found_hash and not _same_but_profile_name(desired, existing, found_hash):
         old = recorded_summary(existing)
         if old is not None:
             found = summary_differences(old, spec_summary(desired))

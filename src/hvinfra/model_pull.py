@@ -93,7 +93,7 @@ def plan_pull(
     preprocess: list[str] = []
     if only in (None, "weights"):
         for name, piece in models.weights.items():
-            if piece.optional is not None and not (fp8 and piece.optional == "fp8"):
+            if piece.optional == "fp8" and not fp8:
                 continue
             needs = by_piece[name].needs
             if "download" in needs:

@@ -48,7 +48,7 @@ def build_weights(
     """Every piece's files as `models check` expects them (minus the pieces in `skip`)."""
     assert profile.models is not None
     for name, piece in profile.models.weights.items():
-        if name in skip or (piece.optional and not fp8):
+        if name in skip or (piece.optional == "fp8" and not fp8):
             continue
         for entry in piece.required:
             write_required(root, entry)

@@ -13,10 +13,10 @@ import pytest
 
 from hvinfra.convergence import Facts, PlanKind, plan, summary_differences
 from hvinfra.engine import container_info
-from hvinfra.labels import LABEL_SPEC, LABEL_SPEC_HASH
+from hvinfra.labels import LABEL_PROFILE, LABEL_SPEC, LABEL_SPEC_HASH
 from hvinfra.profiles import load_profile
 from hvinfra.records import ContainerInfo
-from hvinfra.spec import RunSpec, build_run_spec
+from hvinfra.spec import RunSpec, build_run_spec, with_identity
 
 DATA = Path(__file__).parent / "data" / "inspect"
 ENV = {"HOME": "/home/tester"}
@@ -39,6 +39,24 @@ def _facts(info: ContainerInfo) -> Facts:
 @pytest.fixture
 def running() -> tuple[ContainerInfo, list[str]]:
     return _recorded("running.json")
+
+
+def test_the_same_spec_under_another_profile_name_is_kept(running: Any) -> None:
+    """`up FILE` names the profile after the file, `generate t2v --profile FILE` calls it t2v:
+    the same container, so neither recreates it nor says it differs."""
+    info, sets = running
+
+    def renamed(spec: RunSpec) -> RunSpec:
+        labels = tuple((k, "team-t2v" if k == LABEL_PROFILE else v) for k, v in spec.labels)
+        return with_identity(replace(spec, labels=labels))
+
+    same = renamed(_desired(sets))
+    assert same.label_map[LABEL_SPEC_HASH] != info.labels[LABEL_SPEC_HASH]
+    result = plan(same, info, _facts(info))
+    assert result.kind is PlanKind.KEEP and not result.differs
+    changed = plan(renamed(_desired(sets, "shm_size=1g")), info, _facts(info))
+    assert changed.kind is PlanKind.RECREATE
+    assert changed.differences == ("shm_size (unset) → 1073741824",)
 
 
 def test_no_container_is_a_create(running: Any) -> None:

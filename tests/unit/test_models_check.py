@@ -13,10 +13,11 @@ from hvinfra.asset_probe import assets_report, require_assets
 from hvinfra.assets import AssetState
 from hvinfra.cli import main
 from hvinfra.errors import AssetsMissing, ExitCode
+from hvinfra.model_pull import plan_pull
 from hvinfra.profiles import load_profile
 
 T2V_REQUIRED = ("model", "vae", "text_encoder", "text_encoder_2")
-I2V_REQUIRED = ("model", "vae", "lora", "text_encoder_i2v", "text_encoder_2")
+I2V_REQUIRED = ("model", "vae", "text_encoder_i2v", "text_encoder_2")
 
 
 @pytest.fixture(autouse=True)
@@ -119,6 +120,19 @@ def test_each_missing_i2v_piece_fails(piece: str, tmp_path: Path) -> None:
     assert rows[piece].state is AssetState.MISSING
     assert rows[piece].failed
     assert [n for n, r in rows.items() if r.kind == "weights" and r.failed] == [piece]
+
+
+def test_missing_example_loras_never_block_an_i2v_job(tmp_path: Path) -> None:
+    weights = tmp_path / "ckpts"
+    profile = profile_for("i2v", tmp_path / "code", weights)
+    build_weights(weights, profile, skip=("lora",))
+    rows = {row.piece: row for row in assets_report(profile)}
+    assert rows["lora"].state is AssetState.MISSING
+    assert not rows["lora"].required and not rows["lora"].failed
+    assert not [r for r in rows.values() if r.kind == "weights" and r.failed]
+    assert profile.models is not None
+    plan = plan_pull(profile.models, list(rows.values()), weights)
+    assert [d.piece for d in plan.downloads] == ["lora"]
 
 
 def test_an_empty_file_makes_the_piece_incomplete(tmp_path: Path) -> None:

@@ -187,7 +187,9 @@ class WeightPiece(_Strict):
     subfolder: RelPath = ""  # where the repo's files land under the weights folder
     allow_patterns: list[str]
     required: list[RelPath]
-    optional: Literal["fp8"] | None = None  # None: required; fp8: only with `models pull --fp8`
+    # None: required. fp8: pulled only with `models pull --fp8`. lora: pulled with the rest but
+    # needed only by jobs that pass `--lora`, so its absence never blocks a plain job.
+    optional: Literal["fp8", "lora"] | None = None
     preprocess: Preprocess | None = None
 
 
