@@ -96,4 +96,3 @@ def test_spec_hash_changes_with_the_profile() -> None:
     same = build_run_spec(load_profile("t2v", env=ENV).profile).label_map[LABEL_SPEC_HASH]
     other = build_run_spec(load_profile("t2v", env=ENV, sets=["shm_size=1g"]).profile)
     assert one == same != other.label_map[LABEL_SPEC_HASH]
-
