@@ -256,6 +256,17 @@ def _tar_of(copies: Sequence[tuple[str, str]]) -> bytes:
 
 
 # -- stopping -----------------------------------------------------------------------------------
+def pidfile_of(job_id: str) -> str:
+    """Where the job's pid is kept inside the container while it runs."""
+    return f"/tmp/hvinfra-job-{job_id}.pid"
+
+
+def signal_job(engine: JobEngine, container_id: str, job_id: str, sig: str) -> None:
+    """Send `sig` (INT, KILL…) to a job's whole process tree in the container; a job that is
+    gone (or never started) is no error."""
+    _signal_tree(engine, container_id, pidfile_of(job_id), sig)
+
+
 def _signal_tree(engine: JobEngine, container_id: str, pidfile: str, sig: str) -> None:
     with contextlib.suppress(HvinfraError):
         engine.exec_run(container_id, ["/bin/sh", "-c", KILL_TREE, "hvinfra-stop", pidfile, sig])
@@ -485,7 +496,7 @@ def run_job(
         engine.put_archive(
             container.id, "/", _tar_of([(c.host_path, c.container_path) for c in plan.copy_in])
         )
-    pidfile = f"/tmp/hvinfra-job-{plan.job_id}.pid"
+    pidfile = pidfile_of(plan.job_id)
     argv = ["/bin/sh", "-c", PID_WRAPPER, "hvinfra-job", pidfile, *plan.argv]
     started_at, started = _now(), time.monotonic()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
