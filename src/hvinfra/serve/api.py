@@ -175,7 +175,7 @@ def create_app(service: JobService, token: str | None = None) -> FastAPI:
                 raise HTTPException(422, "the body must be a JSON object")
         else:
             raise HTTPException(415, "send application/json or multipart/form-data")
-        if "image" in fields and image is None:
+        if service.kind == "i2v" and "image" in fields and image is None:
             image = _decode_image(fields.pop("image"))
         try:
             submission = parse_submission(service.kind, fields, image)
