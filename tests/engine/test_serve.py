@@ -1,0 +1,272 @@
+"""`hvinfra serve t2v` as a real server (uvicorn on 127.0.0.1, a subprocess) on a real Docker
+engine, running its jobs (--no-reuse: one process each) in a container of the serve-standin
+image (tests/fixtures/serve-standin): submit / poll / events / fetch / cancel, 200 submissions,
+kill -9 and a restart, a second server refused, a token off-loopback."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests" / "fixtures" / "serve-standin"
+SCRIPTS = REPO / "tests" / "fixtures" / "generate-standin"
+TAG = "hvinfra-test/serve-standin:latest"
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="session")
+def serve_image(docker_client: docker.DockerClient, standin_image: str) -> str:
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        tar.add(FIXTURE / "Dockerfile", arcname="Dockerfile")
+        for name in ("python3", "torchrun"):
+            tar.add(SCRIPTS / name, arcname=name)
+    context.seek(0)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True)
+    return TAG
+
+
+class Serve:
+    """One `hvinfra serve t2v` process; start() again after a kill is a restart (same data dir,
+    same container)."""
+
+    def __init__(self, root: Path, env: dict[str, str], image: str) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.out = root / "videos"
+        self.container = f"hv-serve-{uuid.uuid4().hex[:8]}"
+        self.env = dict(env, PYTHONPATH=str(REPO / "src"))
+        self.image = image
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.lines: list[str] = []
+
+    def argv(self, *extra: str) -> list[str]:
+        sets = {
+            "image": self.image,
+            "container_name": self.container,
+            "ulimits.memlock": "8m",
+            "volumes.outputs.host": str(self.root / "outputs"),
+        }
+        argv = [
+            sys.executable, "-m", "hvinfra", "serve", "t2v", "--port", "0", "--no-reuse",
+            "--data-dir", str(self.data), "--out", str(self.out), "--skip-checks",
+            "--stop-timeout", "2", *extra,
+        ]  # fmt: skip
+        for key, value in sets.items():
+            argv += ["--set", f"{key}={value}"]
+        return argv
+
+    def start(self, *extra: str, host: str = "127.0.0.1") -> str:
+        self.lines = []
+        self.proc = subprocess.Popen(
+            self.argv(*extra), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        found = threading.Event()
+
+        def read() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                match = re.search(r"serving t2v jobs on (http://\S+/)", line)
+                if match:
+                    self.url = match[1].rstrip("/")
+                    found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + 90
+        while not found.is_set():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("serve did not start:\n" + "".join(self.lines))
+            time.sleep(0.1)
+        return self.url
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def serve(tmp_path: Path, hv_env: dict[str, str], serve_image: str) -> Iterator[Serve]:
+    server = Serve(tmp_path, hv_env, serve_image)
+    yield server
+    server.stop()
+
+
+def submit(client: httpx.Client, prompt: str, **fields: Any) -> str:
+    response = client.post("/v1/jobs", json={"prompt": prompt, **fields})
+    assert response.status_code == 202, response.text
+    assert response.json()["state"] == "queued"
+    return str(response.json()["id"])
+
+
+def wait_for(
+    client: httpx.Client, job_id: str, *states: str, timeout: float = 90
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in states:
+            return job
+        assert time.monotonic() < deadline, f"job still {job['state']}: {job}"
+        time.sleep(0.2)
+
+
+def processes(client: docker.DockerClient, container: str) -> list[str]:
+    """Every process's command line in the container (busybox: no ps options needed)."""
+    script = 'for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done 2>/dev/null'
+    output = client.containers.get(container).exec_run(["sh", "-c", script]).output.decode()
+    return [line for line in output.splitlines() if line.strip()]
+
+
+def test_submit_poll_events_fetch_with_range_and_sidecar(serve: Serve) -> None:
+    serve.start()
+    with serve.client() as client:
+        health = client.get("/v1/health").json()
+        assert health["workers"] == [{"mode": "per-job", "job": None}]
+        job_id = submit(client, "a cat walks STANDIN_SLOW", steps=4, seed=42, resolution="540p")
+        events: list[tuple[str, dict[str, Any]]] = []
+        name = ""
+        with client.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line[6:])))
+        job = wait_for(client, job_id, "done")
+        video = client.get(f"/v1/jobs/{job_id}/video")
+        part = client.get(f"/v1/jobs/{job_id}/video", headers={"Range": "bytes=0-5"})
+    states = [data["state"] for name, data in events if name == "state"]
+    assert states in (["queued", "running", "done"], ["running", "done"]), events
+    steps = [data["step"] for name, data in events if name == "step"]
+    assert steps[-1] == 4 and len(steps) >= 3, events  # one second per step: seen moving
+    assert video.status_code == 200 and video.content == b"STANDIN MP4 seed=42\n"
+    assert part.status_code == 206 and part.content == b"STANDI"
+    assert job["sidecar"]["job_id"] == job_id and job["sidecar"]["request"]["seed"] == 42
+    assert (serve.out / job["video"]).read_bytes() == video.content
+
+
+def test_a_cancelled_running_job_leaves_no_process_and_the_queue_goes_on(
+    serve: Serve, docker_client: docker.DockerClient
+) -> None:
+    serve.start()
+    with serve.client() as client:
+        slow = submit(client, "STANDIN_STUBBORN ignores SIGINT", steps=60)
+        queued = submit(client, "quick one", steps=2)
+        dropped = submit(client, "never runs", steps=2)
+        deadline = time.monotonic() + 60
+        while client.get(f"/v1/jobs/{slow}").json()["progress"]["step"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert any("STANDIN_STUBBORN" in p for p in processes(docker_client, serve.container))
+        assert client.delete(f"/v1/jobs/{dropped}").json()["state"] == "cancelled"
+        assert client.delete(f"/v1/jobs/{slow}").status_code == 202
+        cancelled = wait_for(client, slow, "cancelled", "failed", timeout=30)
+        assert cancelled["state"] == "cancelled"
+        left = [p for p in processes(docker_client, serve.container) if "STANDIN" in p]
+        assert left == []
+        assert wait_for(client, queued, "done", "failed")["state"] == "done"
+        assert client.get(f"/v1/jobs/{dropped}").json()["state"] == "cancelled"
+
+
+def test_200_submissions_at_once_lose_nothing(serve: Serve) -> None:
+    serve.start()
+    with serve.client() as client:
+        first = submit(client, "hold the worker STANDIN_SLOW", steps=30)
+        with ThreadPoolExecutor(16) as pool:
+            ids = list(pool.map(lambda i: submit(client, f"job {i}", steps=1), range(200)))
+        assert len(set(ids)) == 200
+        listed = client.get("/v1/jobs").json()["jobs"]
+        assert {job["id"] for job in listed} >= set(ids)
+        prompts = {job["request"]["prompt"] for job in listed if job["id"] in set(ids)}
+        assert prompts == {f"job {i}" for i in range(200)}
+        assert client.get("/v1/health").json()["queue"] + 1 >= 200
+        for job_id in [*ids, first]:
+            client.delete(f"/v1/jobs/{job_id}")
+        states = {job["state"] for job in client.get("/v1/jobs").json()["jobs"]}
+        assert states <= {"cancelled", "done", "running"}
+        wait_for(client, first, "cancelled")
+
+
+def test_kill9_then_restart_interrupted_job_failed_queue_runs_videos_kept(
+    serve: Serve, docker_client: docker.DockerClient
+) -> None:
+    serve.start()
+    with serve.client() as client:
+        done = submit(client, "before the crash", steps=1, seed=7)
+        wait_for(client, done, "done")
+        slow = submit(client, "crashes STANDIN_SLOW", steps=60)
+        queued = [submit(client, f"after the crash {i}", steps=1) for i in range(2)]
+        deadline = time.monotonic() + 60
+        while client.get(f"/v1/jobs/{slow}").json()["progress"]["step"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    serve.kill9()
+    serve.start()
+    with serve.client() as client:
+        interrupted = client.get(f"/v1/jobs/{slow}").json()
+        assert interrupted["state"] == "failed" and interrupted["reason"] == "interrupted"
+        assert "interrupted" in interrupted["error"]
+        assert [p for p in processes(docker_client, serve.container) if "STANDIN" in p] == []
+        for job_id in queued:
+            assert wait_for(client, job_id, "done", "failed")["state"] == "done"
+        kept = client.get(f"/v1/jobs/{done}/video")
+        assert kept.status_code == 200 and kept.content == b"STANDIN MP4 seed=7\n"
+    assert any("marked failed (interrupted)" in line for line in serve.lines)
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(serve: Serve) -> None:
+    serve.start()
+    second = subprocess.run(serve.argv(), env=serve.env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 26, second.stderr
+    assert "is in use by another hvinfra serve (pid" in second.stderr
+
+
+def test_off_loopback_needs_the_token(serve: Serve, tmp_path: Path) -> None:
+    token = "t-" + uuid.uuid4().hex + uuid.uuid4().hex
+    token_file = tmp_path / "serve.token"
+    token_file.write_text(token + "\n")
+    os.chmod(token_file, 0o600)
+    serve.start("--host", "0.0.0.0", "--token-file", str(token_file))
+    port = serve.url.rsplit(":", 1)[1]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        assert client.get("/v1/health").status_code == 401
+        assert client.post("/v1/jobs", json={"prompt": "x"}).status_code == 401
+        ok = client.get("/v1/health", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+    assert not any(token in line for line in serve.lines)
