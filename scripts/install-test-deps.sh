@@ -6,10 +6,12 @@
 #   busybox-static   the one binary the stand-in image's rootfs is made of.
 #   docker-registry  a local registry (registry:2) for pull tests.
 #   apache2-utils    htpasswd, for the local registry's auth.
+#   chromium chromium-driver  the serve page's browser test (selenium, headless).
 # Idempotent: does nothing (and never touches the network) when all are present.
 set -euo pipefail
 
 PACKAGES=(docker.io busybox-static docker-registry apache2-utils)
+PACKAGES+=(chromium chromium-driver)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -12,7 +12,8 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "hvinfra"
 CORE = ("launcher", "spec", "argv", "profiles", "checks", "records", "errors", "requirements",
         "assets", "model_pull", "preprocess", "git_source", "asset_probe", "gpu_access",
         "pull_progress", "images", "generate.plan", "generate.request", "generate.tables",
-        "generate.progress", "generate.run")  # fmt: skip
+        "generate.progress", "generate.run", "serve.store", "serve.submission",
+        "serve.service", "serve.runner")  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:
@@ -38,7 +39,8 @@ def _top(name: str) -> str:
 
 @pytest.mark.parametrize(
     ("package", "allowed"),
-    [("docker", {"engine"}), ("pynvml", {"gpu"}), ("huggingface_hub", {"hub"})],
+    [("docker", {"engine"}), ("pynvml", {"gpu"}), ("huggingface_hub", {"hub"}),
+     ("fastapi", {"serve.api"}), ("starlette", {"serve.api"}), ("uvicorn", {"cli.serve_cmd"})],
 )
 def test_only_the_adapter_imports_its_library(package: str, allowed: set[str]) -> None:
     users = {mod for mod, names in _modules().items() if package in {_top(n) for n in names}}

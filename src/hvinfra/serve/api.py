@@ -121,6 +121,9 @@ def create_app(service: JobService, token: str | None = None) -> FastAPI:
         choices = {
             "resolutions": table.resolutions if service.kind == "t2v" else table.i2v_resolutions,
             "aspects": table.aspects, "frames": table.frames.default,
+            "resolution": table.t2v_default_resolution if service.kind == "t2v"
+            else table.i2v_default_resolution,
+            "aspect": table.t2v_default_aspect,
         }  # fmt: skip
         text = text.replace("{{CHOICES}}", json.dumps(choices))
         return HTMLResponse(text.replace("{{KIND}}", service.kind))
