@@ -39,8 +39,14 @@ def _top(name: str) -> str:
 
 @pytest.mark.parametrize(
     ("package", "allowed"),
-    [("docker", {"engine"}), ("pynvml", {"gpu"}), ("huggingface_hub", {"hub"}),
-     ("fastapi", {"serve.api"}), ("starlette", {"serve.api"}), ("uvicorn", {"cli.serve_cmd"})],
+    [
+        ("docker", {"engine"}),
+        ("pynvml", {"gpu"}),
+        ("huggingface_hub", {"hub"}),
+        ("fastapi", {"serve.api"}),
+        ("starlette", {"serve.api"}),
+        ("uvicorn", {"cli.serve_cmd"}),
+    ],
 )
 def test_only_the_adapter_imports_its_library(package: str, allowed: set[str]) -> None:
     users = {mod for mod, names in _modules().items() if package in {_top(n) for n in names}}

@@ -140,16 +140,16 @@ def _serve(v: dict[str, Any]) -> None:
     kind = v["kind"]
     if kind not in ("t2v", "i2v"):
         raise HvinfraError(f"serve {kind!r}: use t2v or i2v", "", exit_code=ExitCode.USAGE)
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn", "multipart") if not importlib.util.find_spec(m)]
+    if missing:
         from hvinfra.errors import ServeError
 
         raise ServeError(
-            f"hvinfra serve needs the serve extra ({exc.name} is not installed)",
+            f"hvinfra serve needs the serve extra ({', '.join(missing)} not installed)",
             "pip install 'hvinfra[serve]'",
-        ) from None
+        )
     token = read_token(v["host"], v["token_file"])
     data_dir: Path = (v["data_dir"] or default_data_dir(kind)).expanduser().resolve()
     out_dir: Path = (v["out"] or data_dir / "videos").expanduser().resolve()
