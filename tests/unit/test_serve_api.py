@@ -158,6 +158,7 @@ def test_cancel_drops_a_queued_job_and_asks_the_worker_to_stop_a_running_one(
     assert response.status_code == 200 and response.json()["state"] == "cancelled"
     running = server.client.delete(f"/v1/jobs/{first['id']}")
     assert running.status_code == 202 and server.worker.cancelled == [first["id"]]
+    assert running.json()["cancelling"] is True
     assert server.client.delete(f"/v1/jobs/{second['id']}").status_code == 200  # idempotent
     done = server.submit()
     server.finish_with_video(done["id"], b"mp4")

@@ -381,6 +381,26 @@ def _print_dry_run(
     output.line(shlex.join(docker_exec))
 
 
+def container_for_jobs(output: Any, profile: Any, *, no_up: bool) -> tuple[Any, Any]:
+    """The engine and the profile's running container, started as `up` does unless no_up
+    (devices-mode GPU access, the sized and disk-checked pull display)."""
+    from hvinfra.cli.common import connect
+    from hvinfra.cli.devices_mode import gpu_access_for
+    from hvinfra.cli.images_cmd import prepared_pull
+    from hvinfra.generate.run import ensure_container
+    from hvinfra.spec import build_run_spec
+
+    engine = connect()
+    spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
+    container, started = ensure_container(
+        engine, profile, no_up=no_up, spec=spec,
+        observe_pull=prepared_pull(engine, output, spec.image),
+    )  # fmt: skip
+    if started:
+        output.info(f"started {container.name} ({container.short_id})")
+    return engine, container
+
+
 def _run(
     output: Any,
     kind: str,
@@ -391,18 +411,13 @@ def _run(
     out_dir: Path,
     rewrite_info: dict[str, Any] | None,
 ) -> None:
-    from hvinfra.cli.common import connect
-    from hvinfra.cli.devices_mode import gpu_access_for
-    from hvinfra.cli.images_cmd import prepared_pull
     from hvinfra.generate.run import (
         _pre_job_checks,
-        ensure_container,
         job_selection,
         reserve_output_files,
         run_job,
     )
     from hvinfra.generate_display import JobDisplay
-    from hvinfra.spec import build_run_spec
 
     system = None
     if v["skip_checks"]:
@@ -417,14 +432,7 @@ def _run(
         output.warn("NVML did not answer: the job's GPU memory was not checked")
     for warning in checks:
         output.warn(f"{warning.title}: {warning.detail}")
-    engine = connect()
-    spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
-    container, started = ensure_container(
-        engine, profile, no_up=v["no_up"], spec=spec,
-        observe_pull=prepared_pull(engine, output, spec.image),
-    )  # fmt: skip
-    if started:
-        output.info(f"started {container.name} ({container.short_id})")
+    engine, container = container_for_jobs(output, profile, no_up=v["no_up"])
     files = reserve_output_files(out_dir, plan.output_stem)
     result = run_job(
         engine, request, plan, container, files,

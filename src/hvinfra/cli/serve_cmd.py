@@ -164,15 +164,17 @@ def _run_server(
     import uvicorn
 
     from hvinfra.cli.common import connect, load
-    from hvinfra.cli.devices_mode import gpu_access_for
-    from hvinfra.cli.generate_cmd import gpu_names_for_sidecar, host_gpu_count, probed_gpus
-    from hvinfra.cli.images_cmd import prepared_pull
-    from hvinfra.generate.run import ensure_container
+    from hvinfra.cli.generate_cmd import (
+        container_for_jobs,
+        gpu_names_for_sidecar,
+        host_gpu_count,
+        probed_gpus,
+    )
     from hvinfra.serve.api import create_app
     from hvinfra.serve.runner import RunnerSetup, Worker, stop_interrupted
     from hvinfra.serve.service import JobService, ServeInfo
     from hvinfra.serve.store import DataDirLock, JobStore
-    from hvinfra.spec import build_run_spec, gpus_label
+    from hvinfra.spec import gpus_label
 
     profile = load(kind, v["profile_file"], v["sets"], gpus=v["gpus"]).profile
     lock = DataDirLock(data_dir)
@@ -184,14 +186,7 @@ def _run_server(
         store = JobStore(data_dir)
         if not v["no_reuse"]:
             output.note("jobs run one process each (--no-reuse); batch workers are not built yet")
-        engine = connect()
-        spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
-        container, started = ensure_container(
-            engine, profile, no_up=v["no_up"], spec=spec,
-            observe_pull=prepared_pull(engine, output, spec.image),
-        )  # fmt: skip
-        if started:
-            output.info(f"started {container.name} ({container.short_id})")
+        engine, container = container_for_jobs(output, profile, no_up=v["no_up"])
         interrupted = store.recover()
         if interrupted:
             stop_interrupted(engine, container, interrupted)

@@ -139,6 +139,8 @@ def job_view(record: JobRecord, *, with_sidecar: bool = False) -> dict[str, Any]
         "request": record.request,
         "links": {"self": f"/v1/jobs/{record.id}", "events": f"/v1/jobs/{record.id}/events"},
     }  # fmt: skip
+    if record.state == "running" and record.cancel_requested:
+        view["cancelling"] = True
     if record.state == "failed":
         view["reason"] = record.reason
     if record.error:
