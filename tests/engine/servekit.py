@@ -39,7 +39,7 @@ def serve_image(docker_client: docker.DockerClient, standin_image: str) -> str:
 
 
 class Serve:
-    """One `hvinfra serve t2v` process; start() again after a kill is a restart (same data dir,
+    """One `hvinfra serve KIND` process; start() again after a kill is a restart (same data dir,
     same container)."""
 
     def __init__(self, root: Path, env: dict[str, str], image: str) -> None:
@@ -49,6 +49,7 @@ class Serve:
         self.container = f"hv-serve-{uuid.uuid4().hex[:8]}"
         self.env = dict(env, PYTHONPATH=str(REPO / "src"))
         self.image = image
+        self.kind = "t2v"
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.lines: list[str] = []
@@ -61,7 +62,7 @@ class Serve:
             "volumes.outputs.host": str(self.root / "outputs"),
         }
         argv = [
-            sys.executable, "-m", "hvinfra", "serve", "t2v", "--port", "0", "--no-reuse",
+            sys.executable, "-m", "hvinfra", "serve", self.kind, "--port", "0", "--no-reuse",
             "--data-dir", str(self.data), "--out", str(self.out), "--skip-checks",
             "--stop-timeout", "2", *extra,
         ]  # fmt: skip
@@ -81,7 +82,7 @@ class Serve:
             assert self.proc is not None and self.proc.stdout is not None
             for line in self.proc.stdout:
                 self.lines.append(line)
-                match = re.search(r"serving t2v jobs on (http://\S+/)", line)
+                match = re.search(r"serving \w+ jobs on (http://\S+/)", line)
                 if match:
                     self.url = match[1].rstrip("/")
                     found.set()

@@ -171,3 +171,21 @@ def test_off_loopback_needs_the_token(serve: Serve, tmp_path: Path) -> None:
         ok = client.get("/v1/health", headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200
     assert not any(token in line for line in serve.lines)
+
+
+def test_i2v_upload_reaches_the_job_under_hvinfra_s_own_name(serve: Serve) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+    serve.kind = "i2v"
+    serve.start()
+    with serve.client() as client:
+        response = client.post(
+            "/v1/jobs", data={"prompt": "the waves roll in", "steps": "2", "dynamic": "true"},
+            files={"image": ("../../../etc/passwd", png, "image/png")},
+        )  # fmt: skip
+        assert response.status_code == 202, response.text
+        job = wait_for(client, response.json()["id"], "done", "failed")
+    assert job["state"] == "done", job
+    assert job["sidecar"]["request"]["mode"] == "dynamic"
+    saved = serve.root / "outputs" / job["id"]
+    assert (saved / "input.copy").read_bytes() == png  # what the stand-in script was given
+    assert (serve.data / "inputs" / f"{job['id']}.png").read_bytes() == png
