@@ -255,18 +255,21 @@ async def _event_stream(service: JobService, job_id: str) -> AsyncIterator[str]:
         record = service.get(job_id)
         if record is None:
             return
-        sent = False
-        if record.total and (record.step, record.total) != last_step:
-            last_step = (record.step, record.total)
-            view = job_view(record)
-            yield _sse("step", {"id": job_id, **view["progress"]})
-            sent = True
+        view = job_view(record)
+        events: list[str] = []
         if record.state != last_state:
             last_state = record.state
-            yield _sse("state", job_view(record))
-            sent = True
+            events.append(_sse("state", view))
+        if record.total and (record.step, record.total) != last_step:
+            last_step = (record.step, record.total)
+            step = _sse("step", {"id": job_id, **view["progress"]})
+            # the last step before the final state; a new state before its first step
+            events.insert(0 if record.terminal else len(events), step)
+        for event in events:
+            yield event
         if record.terminal:
             return
+        sent = bool(events)
         quiet = 0.0 if sent else quiet + EVENT_POLL_S
         if quiet >= KEEPALIVE_S:
             quiet = 0.0

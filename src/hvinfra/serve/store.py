@@ -115,7 +115,7 @@ class DataDirLock:
 
 class JobStore:
     """All job state. One connection shared by the server's threads behind a lock; every
-    statement commits at once (autocommit), so a kill -9 loses nothing that was answered."""
+    statement commits at once (autocommit, synced), so nothing that was answered is lost."""
 
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +124,7 @@ class JobStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # an answered submit survives a power cut
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
