@@ -208,10 +208,10 @@ def test_events_stream_state_changes_and_steps_then_ends(server: Server) -> None
     job_id = server.submit()["id"]
 
     def work() -> None:
-        time.sleep(0.4)
+        time.sleep(0.6)
         server.store.claim_next()
         for step in range(1, 5):
-            time.sleep(0.4)
+            time.sleep(0.6)
             server.store.progress(job_id, step, 4, float(4 - step))
         server.store.finish(job_id, "done")
 

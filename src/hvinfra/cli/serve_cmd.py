@@ -185,7 +185,10 @@ def _run_server(
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
         store = JobStore(data_dir)
         if not v["no_reuse"]:
-            output.note("jobs run one process each (--no-reuse); batch workers are not built yet")
+            output.note(
+                "jobs run one sample-script process each, as with --no-reuse: the batch"
+                " workers that keep the model loaded are not wired into serve yet"
+            )
         engine, container = container_for_jobs(output, profile, no_up=v["no_up"])
         interrupted = store.recover()
         if interrupted:
