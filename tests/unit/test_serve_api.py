@@ -287,3 +287,15 @@ def test_restart_marks_the_running_job_failed_interrupted_and_keeps_the_queue(
     record = after.get(running["id"])
     assert record is not None and record.state == "failed" and record.reason == "interrupted"
     assert [job.id for job in after.list(state="queued")] == [queued["id"]]
+
+
+def test_cross_site_posts_and_deletes_are_refused_same_origin_ones_pass(server: Server) -> None:
+    job = server.submit()
+    evil = {"Origin": "https://evil.example"}
+    post = server.client.post("/v1/jobs", data={"prompt": "x"}, headers=evil)
+    assert post.status_code == 403
+    assert server.client.delete(f"/v1/jobs/{job['id']}", headers=evil).status_code == 403
+    same = {"Origin": "http://testserver"}  # TestClient's Host
+    assert server.client.post("/v1/jobs", data={"prompt": "x"}, headers=same).status_code == 202
+    proxied = {"Origin": "https://video.example.org", "X-Forwarded-Host": "video.example.org"}
+    assert server.client.post("/v1/jobs", json={"prompt": "x"}, headers=proxied).status_code == 202

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -62,6 +63,17 @@ def _submission_schema(kind: str) -> dict[str, Any]:
     }
 
 
+def _same_origin(request: Request) -> bool:
+    """Browsers send Origin with every cross-site POST/DELETE; curl and scripts send none.
+    Behind a reverse proxy the Host (or X-Forwarded-Host) it passes must be the public name."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    netloc = urlsplit(origin).netloc.lower()
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")}
+    return netloc in {h.strip().lower() for h in hosts if h}
+
+
 def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
@@ -80,6 +92,9 @@ def create_app(service: JobService, token: str | None = None) -> FastAPI:
     async def _body_limit(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request):
+            # a page on another site posting a form here (cross-site request forgery)
+            return JSONResponse({"detail": "cross-origin request refused"}, status_code=403)
         if request.method in ("POST", "PUT", "PATCH"):
             length = request.headers.get("content-length")
             if length is None and request.headers.get("transfer-encoding"):
@@ -157,7 +172,7 @@ def create_app(service: JobService, token: str | None = None) -> FastAPI:
         content_type = request.headers.get("content-type", "")
         image: bytes | None = None
         fields: dict[str, Any]
-        if content_type.startswith("multipart/form-data"):
+        if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             form = await request.form(max_files=1, max_fields=32)
             fields = {}
             for key, value in form.multi_items():
@@ -177,7 +192,7 @@ def create_app(service: JobService, token: str | None = None) -> FastAPI:
             if not isinstance(fields, dict):
                 raise HTTPException(422, "the body must be a JSON object")
         else:
-            raise HTTPException(415, "send application/json or multipart/form-data")
+            raise HTTPException(415, "send application/json or a form (multipart or urlencoded)")
         if service.kind == "i2v" and "image" in fields and image is None:
             image = _decode_image(fields.pop("image"))
         try:
