@@ -84,7 +84,10 @@ def test_submit_returns_202_queued_and_the_job_is_listed_with_its_request(server
         job["id"]
     ]
     assert server.client.get("/v1/jobs?state=done").json()["jobs"] == []
-    assert server.client.get("/v1/health").json()["queue"] == 1
+    assert server.client.get("/v1/jobs?state=bogus").status_code == 422
+    second = server.submit()
+    assert [j["id"] for j in server.client.get("/v1/jobs?limit=1").json()["jobs"]] == [second["id"]]
+    assert server.client.get("/v1/health").json()["queue"] == 2
 
 
 def test_a_seed_is_chosen_and_stored_when_none_is_given(server: Server) -> None:

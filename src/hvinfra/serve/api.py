@@ -210,10 +210,12 @@ def create_app(service: JobService, token: str | None = None) -> FastAPI:
         )
 
     @app.get("/v1/jobs", dependencies=auth)
-    def list_jobs(state: str | None = None) -> dict[str, Any]:
+    def list_jobs(state: str | None = None, limit: int = 1000) -> dict[str, Any]:
         if not valid_state(state):
             raise HTTPException(422, f"state must be one of {', '.join(STATES)}")
-        return {"jobs": [job_view(r) for r in service.list(state)]}
+        if not 1 <= limit <= 1000:
+            raise HTTPException(422, "limit must be between 1 and 1000")
+        return {"jobs": [job_view(r) for r in service.list(state, limit)]}
 
     @app.get("/v1/jobs/{job_id}", dependencies=auth)
     def get_job(job_id: str) -> dict[str, Any]:

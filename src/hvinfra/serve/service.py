@@ -100,8 +100,8 @@ class JobService:
             return None
         return self.store.get(job_id)
 
-    def list(self, state: str | None) -> list[JobRecord]:
-        return self.store.list(state=state)
+    def list(self, state: str | None, limit: int = 1000) -> list[JobRecord]:
+        return self.store.list(state=state, limit=limit)
 
     def health(self) -> dict[str, Any]:
         return {
