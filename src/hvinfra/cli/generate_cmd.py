@@ -381,6 +381,14 @@ def _print_dry_run(
     output.line(shlex.join(docker_exec))
 
 
+def _warn_if_differs(output: Any, plan: Any, profile_name: str) -> None:
+    if plan.differs:
+        output.warn(
+            f"container {plan.name} differs from the profile ({', '.join(plan.differences)});"
+            f" the job runs in it as it is (`hvinfra up {profile_name}` recreates it)"
+        )
+
+
 def container_for_jobs(output: Any, profile: Any, *, no_up: bool) -> tuple[Any, Any]:
     """The engine and the profile's running container, started as `up` does unless no_up
     (devices-mode GPU access, the sized and disk-checked pull display)."""
@@ -395,6 +403,7 @@ def container_for_jobs(output: Any, profile: Any, *, no_up: bool) -> tuple[Any, 
     container, started = ensure_container(
         engine, profile, no_up=no_up, spec=spec,
         observe_pull=prepared_pull(engine, output, spec.image),
+        on_plan=lambda done: _warn_if_differs(output, done, profile.name),
     )  # fmt: skip
     if started:
         output.info(f"started {container.name} ({container.short_id})")
