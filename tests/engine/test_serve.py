@@ -189,3 +189,19 @@ def test_i2v_upload_reaches_the_job_under_hvinfra_s_own_name(serve: Serve) -> No
     saved = serve.root / "outputs" / job["id"]
     assert (saved / "input.copy").read_bytes() == png  # what the stand-in script was given
     assert (serve.data / "inputs" / f"{job['id']}.png").read_bytes() == png
+
+
+def test_a_failing_job_is_failed_with_the_cli_s_message_and_the_queue_goes_on(
+    serve: Serve,
+) -> None:
+    serve.start()
+    with serve.client() as client:
+        bad = submit(client, "STANDIN_FAIL out of memory", steps=2)
+        good = submit(client, "fine", steps=2)
+        failed = wait_for(client, bad, "done", "failed")
+        assert failed["state"] == "failed" and failed["reason"] == "error"
+        assert "the generation job failed" in failed["error"]
+        assert "CUDA out of memory" in failed["error"]
+        assert failed["fix"] and ".log" in failed["fix"]
+        assert client.get(f"/v1/jobs/{bad}/video").status_code == 404
+        assert wait_for(client, good, "done", "failed")["state"] == "done"
