@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -446,11 +446,6 @@ class DockerEngine:
             except docker.errors.NotFound:
                 return None
 
-    def inspect(self, name_or_id: str) -> dict[str, Any]:
-        with self._translate(f"inspecting container {name_or_id}"):
-            result: dict[str, Any] = self._api.inspect_container(name_or_id)
-            return result
-
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
         with self._translate("listing containers"):
@@ -737,6 +732,3 @@ def _since_value(since: str) -> Any:
             "use a duration (10m, 2h), a unix time, or a date like 2026-11-28T10:00:00",
             exit_code=ExitCode.USAGE,
         ) from exc
-
-
-ProgressCallback = Callable[[dict[str, Any]], None]

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from hvinfra.convergence import Facts, Plan, PlanKind
@@ -108,11 +108,22 @@ def refusal(plan: Plan, profile_name: str) -> HvinfraError:
 
 
 def ensure_host_dirs(spec: RunSpec) -> None:
-    """Create missing bind-mount sources as the calling user (dockerd would make them root's)."""
+    """Create missing bind-mount sources as the calling user (dockerd would make them root's),
+    and the mount points of nested mounts: the weights at `<code>/ckpts` need a `ckpts/` folder
+    in the code folder, which dockerd would otherwise create as root. `models pull` checks the
+    code out over such empty folders, so `up` before `models pull` works."""
     for mount in spec.mounts:
         path = Path(mount.source)
         if not path.exists():
             path.mkdir(parents=True, exist_ok=True)
+    for inner in spec.mounts:
+        for outer in spec.mounts:
+            inside = PurePosixPath(inner.target)
+            if inner is outer or not inside.is_relative_to(outer.target):
+                continue
+            point = Path(outer.source, *inside.relative_to(outer.target).parts)
+            if Path(outer.source).is_dir() and not point.exists():
+                point.mkdir(parents=True, exist_ok=True)
 
 
 def _profile_of(info: ContainerInfo) -> str:

@@ -20,6 +20,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "unit"))  # the model-asset tree builders
 from assets_fixtures import build_weights, clone_at, make_upstream, profile_for  # noqa: E402
+from gpu_fakes import copies, recorded  # noqa: E402
+
+from hvinfra.records import gpu_system_as_dict  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "generate-standin"
 TAG = "hvinfra-test/generate-standin:latest"
@@ -53,8 +56,12 @@ class Job:
         self.outputs = root / "outputs"
         self.name = f"hv-gen-{uuid.uuid4().hex[:8]}"
         self.env = dict(env, PYTHONPATH=str(REPO / "src"))
-        # generate's own gates (assets, VRAM when NVML answers) run in these tests.
+        # generate's gates (assets, VRAM) and up's pre-flight run in these tests, over recorded
+        # GPU records of an 8-GPU host (a test fixture standing in for NVML).
         self.env.pop("HVINFRA_SKIP_CHECKS", None)
+        records = root / "gpu-records.json"
+        records.write_text(json.dumps(gpu_system_as_dict(copies(recorded(), 8))))
+        self.env["HVINFRA_GPU_RECORDS"] = str(records)
         self.image = image
 
     def assets(self, kind: str) -> tuple[Path, Path, str]:

@@ -1,15 +1,20 @@
-"""The typer app: the only composition root. Commands are thin; each group lives in its own
-module and registers itself here."""
+"""The typer app: the only composition root. Its callback puts one AppContext (engine, GPU
+probe, consoles) on `ctx.obj`; commands are thin; each group lives in its own module and
+registers itself here."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import typer
 
 from hvinfra import __version__
+
+if TYPE_CHECKING:
+    from hvinfra.context import AppContext
 
 app = typer.Typer(
     name="hvinfra",
@@ -30,6 +35,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(
         False, "--debug", help="On errors, also show the chained cause.", envvar="HVINFRA_DEBUG"
     ),
@@ -38,6 +44,10 @@ def _root(
     ),
 ) -> None:
     """hvinfra: the HunyuanVideo launcher."""
+    from hvinfra.context import AppContext
+
+    if not isinstance(ctx.obj, AppContext):
+        ctx.obj = AppContext()  # one per command: engine, GPU probe and consoles
 
 
 def _register() -> None:
@@ -58,14 +68,16 @@ def _register() -> None:
 _register()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return its exit code: HvinfraErrors become one red line plus a fix."""
+def main(argv: Sequence[str] | None = None, *, context: AppContext | None = None) -> int:
+    """Run the CLI and return its exit code: HvinfraErrors become one red line plus a fix.
+
+    `context`: the AppContext the commands use (tests pass fakes); by default a fresh one."""
     from hvinfra.errors import ExitCode, HvinfraError
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("HVINFRA_DEBUG", "") not in ("", "0", "false")
     try:
-        result = app(args=args, prog_name="hvinfra", standalone_mode=False)
+        result = app(args=args, prog_name="hvinfra", standalone_mode=False, obj=context)
     except HvinfraError as error:
         from hvinfra.output import render_error
 

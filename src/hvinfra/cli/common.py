@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from hvinfra.context import AppContext
     from hvinfra.engine import DockerEngine
     from hvinfra.profiles import LoadedProfile
 
@@ -104,3 +105,14 @@ def connect() -> DockerEngine:
     from hvinfra.engine import DockerEngine
 
     return DockerEngine.from_env()
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    """The command's AppContext, built by the app's callback (or passed to `main`)."""
+    from hvinfra.context import AppContext
+
+    found = ctx.find_object(AppContext)
+    if found is None:  # a command invoked without the app's callback (never from `main`)
+        found = AppContext()
+        ctx.obj = found
+    return found

@@ -95,7 +95,8 @@ def check(
     """One row per piece (code, model, vae, text encoders…): ok, missing, incomplete or wrong
     commit, with sizes and the command that fixes it. Exit code 11 when a required piece is not
     ok; reads the disk only (no network, no Docker)."""
-    from hvinfra.assets import assets_report, failed, overall_fix
+    from hvinfra.asset_probe import assets_report
+    from hvinfra.assets import failed, overall_fix
     from hvinfra.errors import AssetsMissing
     from hvinfra.output import Output
 

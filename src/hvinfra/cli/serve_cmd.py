@@ -15,6 +15,7 @@ from hvinfra.cli.common import ProfileFileOpt, SetOpt
 if TYPE_CHECKING:
     import socket
 
+    from hvinfra.context import AppContext
     from hvinfra.output import Output
 
 MIN_TOKEN_CHARS = 16
@@ -89,6 +90,7 @@ def bind(host: str, port: int) -> socket.socket:
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
+        ctx: typer.Context,
         kind: str = typer.Argument(..., help="t2v or i2v: the jobs this server runs."),
         host: str = typer.Option(
             "127.0.0.1", "--host", help="Address to listen on (off-loopback needs --token-file)."
@@ -129,14 +131,16 @@ def register(app: typer.Typer) -> None:
         sets: list[str] = SetOpt,
     ) -> None:
         """Serve jobs over HTTP: `hvinfra serve t2v`, then open http://127.0.0.1:8188/."""
-        _serve(dict(locals()))
+        from hvinfra.cli.common import app_context
+
+        values = dict(locals())
+        _serve(app_context(values.pop("ctx")), values)
 
 
-def _serve(v: dict[str, Any]) -> None:
+def _serve(app: AppContext, v: dict[str, Any]) -> None:
     from hvinfra.errors import ExitCode, HvinfraError
-    from hvinfra.output import Output
 
-    output = Output(json_mode=False)
+    output = app.output(False)
     kind = v["kind"]
     if kind not in ("t2v", "i2v"):
         raise HvinfraError(f"serve {kind!r}: use t2v or i2v", "", exit_code=ExitCode.USAGE)
@@ -153,23 +157,24 @@ def _serve(v: dict[str, Any]) -> None:
     token = read_token(v["host"], v["token_file"])
     data_dir: Path = (v["data_dir"] or default_data_dir(kind)).expanduser().resolve()
     out_dir: Path = (v["out"] or data_dir / "videos").expanduser().resolve()
-    _run_server(output, v, kind, token, data_dir, out_dir)
+    _run_server(app, output, v, kind, token, data_dir, out_dir)
 
 
 def _run_server(
-    output: Output, v: dict[str, Any], kind: str, token: str | None, data_dir: Path, out_dir: Path
+    app: AppContext,
+    output: Output,
+    v: dict[str, Any],
+    kind: str,
+    token: str | None,
+    data_dir: Path,
+    out_dir: Path,
 ) -> None:
     import threading
 
     import uvicorn
 
-    from hvinfra.cli.common import connect, load
-    from hvinfra.cli.generate_cmd import (
-        container_for_jobs,
-        gpu_names_for_sidecar,
-        host_gpu_count,
-        probed_gpus,
-    )
+    from hvinfra.cli.common import load
+    from hvinfra.cli.generate_cmd import container_for_jobs, gpu_names_for_sidecar, host_gpu_count
     from hvinfra.serve.api import create_app
     from hvinfra.serve.runner import RunnerSetup, Worker, stop_interrupted
     from hvinfra.serve.service import JobService, ServeInfo
@@ -189,7 +194,9 @@ def _run_server(
                 "jobs run one sample-script process each, as with --no-reuse: the batch"
                 " workers that keep the model loaded are not wired into serve yet"
             )
-        engine, container = container_for_jobs(output, profile, no_up=v["no_up"])
+        engine, container = container_for_jobs(
+            app, output, profile, no_up=v["no_up"], skip_checks=v["skip_checks"]
+        )
         interrupted = store.recover()
         if interrupted:
             stop_interrupted(engine, container, interrupted)
@@ -197,16 +204,18 @@ def _run_server(
                 f"{len(interrupted)} job(s) were running when the last server stopped: marked"
                 " failed (interrupted), their processes in the container stopped"
             )
-        system = None if v["skip_checks"] else probed_gpus()
+        system = None if v["skip_checks"] else app.gpu_system()
         count = None
         if isinstance(profile.gpu.devices, list):
             count = len(profile.gpu.devices)
         elif profile.gpu.devices == "all":
-            count = host_gpu_count()
+            count = host_gpu_count(app)
         devices = profile.gpu.devices
-        names = gpu_names_for_sidecar((devices[0],) if isinstance(devices, list) else ("0",))
+        first = (devices[0],) if isinstance(devices, list) else ("0",)
+        names = gpu_names_for_sidecar(first, app.gpu_system())
         setup = RunnerSetup(
-            profile=profile, container=container, out_dir=out_dir, engine_factory=connect,
+            profile=profile, container=container, out_dir=out_dir,
+            engine_factory=app.engine_factory,
             gpu_system=system, host_gpu_count=count, gpu_names=names,
             skip_checks=v["skip_checks"], stop_timeout=v["stop_timeout"],
         )  # fmt: skip
@@ -217,14 +226,14 @@ def _run_server(
             gpus=list(names) if names else [gpus_label(profile)],
         )  # fmt: skip
         service = JobService(store, data_dir / "inputs", info, workers=[worker], wakeup=wakeup)
-        app = create_app(service, token)
+        web = create_app(service, token)
         worker.start()
         output.info(
             f"serving {kind} jobs on {url} (container {container.name}; queue in {data_dir};"
             f" videos in {out_dir}; {store.count('queued')} queued)"
             + ("; token required" if token else "")
         )
-        config = uvicorn.Config(app, log_level="info", access_log=True, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(web, log_level="info", access_log=True, timeout_graceful_shutdown=5)
         try:
             uvicorn.Server(config).run(sockets=[sock])
         finally:

@@ -29,6 +29,7 @@ from hvinfra.errors import HvinfraError, Interrupted, JobFailed, PreflightFailed
 from hvinfra.generate.plan import JobPlan, exec_env, official_file_name_bytes
 from hvinfra.generate.progress import LineSplitter, Step, failure_hint, parse_step, saved_path
 from hvinfra.generate.request import I2VRequest, Request, T2VRequest
+from hvinfra.gpu_selection import GpuSelection
 from hvinfra.launcher import Engine, PullObserver, consume, exit_explanation, require_container, up
 from hvinfra.profiles.models import Profile
 from hvinfra.records import ContainerInfo, ExecResult, GpuSystem, ImageInfo
@@ -121,9 +122,8 @@ class JobResult:
 def job_selection(request: Request, profile: Profile) -> str | tuple[str, ...]:
     """The GPUs a job runs on: --gpus, else the container's first GPU."""
     if request.gpus is not None:
-        return request.gpus if isinstance(request.gpus, str) else tuple(request.gpus)
-    devices = profile.gpu.devices
-    return (devices[0],) if isinstance(devices, list) else ("0",)
+        return GpuSelection.of(request.gpus).value
+    return (GpuSelection.of(profile.gpu.devices).first(),)
 
 
 def vram_gate(request: Request, profile: Profile, system: GpuSystem) -> list[CheckResult]:
@@ -158,7 +158,7 @@ def _pre_job_checks(
     """What must hold before anything heavy starts: the prompt's file name, the inputs and the
     output folder; then, unless `gates` is off (--skip-checks), the model code and weights
     (exit 11) and the VRAM gate when NVML answered (exit 10). Returns the warnings."""
-    from hvinfra.assets import require_assets
+    from hvinfra.asset_probe import require_assets
 
     name_bytes = official_file_name_bytes(request.prompt, request.seed or 0)
     if name_bytes > MAX_FILE_NAME_BYTES:
