@@ -37,6 +37,7 @@ class BringUpOptions:
     lock: Path | None = None
     skip_disk_check: bool = False
     wait_timeout: float = 60.0
+    settle: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ def bring_up(
         observe_pull=prepared_pull(
             engine, output, spec.image, entry=entry, skip_disk_check=options.skip_disk_check
         ),
-        wait_timeout=options.wait_timeout,
+        wait_timeout=options.wait_timeout, settle=options.settle,
     )  # fmt: skip
     mismatch = lock_mismatch(entry, spec.image, engine.image(spec.image)) if entry else None
     return BroughtUp(result, profile, spec, mismatch)

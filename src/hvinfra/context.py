@@ -25,10 +25,14 @@ def _docker_from_env() -> DockerEngine:
     return DockerEngine.from_env()
 
 
-def _host_probe() -> GpuProbe:
-    from hvinfra.host_gpu import HostProbe
+class _HostProbeOnFirstUse:
+    """The host's GPU probe, imported when asked: the probe module pulls in the profile models
+    (pydantic), which `status`, `logs` and friends never need."""
 
-    return HostProbe()
+    def probe(self) -> GpuSystem:
+        from hvinfra.host_gpu import HostProbe
+
+        return HostProbe().probe()
 
 
 @dataclass
@@ -37,7 +41,7 @@ class AppContext:
     a stand-in with its methods); `probe` answers with the host's GPUs or raises."""
 
     engine_factory: Callable[[], Any] = _docker_from_env
-    probe: GpuProbe = field(default_factory=_host_probe)
+    probe: GpuProbe = field(default_factory=_HostProbeOnFirstUse)
     output_factory: Callable[[bool], Output] | None = None
     _engine: Any = field(default=None, init=False, repr=False)
     _gpus: tuple[GpuSystem | None, HvinfraError | None] | None = field(

@@ -144,8 +144,8 @@ def wait_running(
     container_id: str,
     *,
     timeout: float = 30.0,
-    settle: float = 1.0,
-    poll: float = 0.1,
+    settle: float = 0.25,
+    poll: float = 0.05,
 ) -> ContainerInfo:
     """Wait until running (and still running after `settle` seconds) or raise with its logs."""
     deadline = time.monotonic() + timeout
@@ -207,7 +207,7 @@ def up(
     replace: bool = False,
     observe_pull: PullObserver = consume,
     wait_timeout: float = 30.0,
-    settle: float = 1.0,
+    settle: float = 0.25,
 ) -> UpResult:
     """Plan, then execute: create, start, keep or recreate the container; refuse a foreign one.
 

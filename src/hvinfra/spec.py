@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from hvinfra import __version__
 from hvinfra.gpu_selection import GpuSelection
@@ -18,8 +19,10 @@ from hvinfra.labels import (
     LABEL_VERSION,
     UNHASHED,
 )
-from hvinfra.profiles.models import Profile
 from hvinfra.records import GpuInfo
+
+if TYPE_CHECKING:  # the profile models (pydantic) load only where a profile is read
+    from hvinfra.profiles.models import Profile
 
 __all__ = [
     "LABEL_GPUS", "LABEL_MANAGED", "LABEL_PROFILE", "LABEL_SPEC", "LABEL_SPEC_HASH",

@@ -33,13 +33,20 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="session")
 def generate_image(docker_client: docker.DockerClient, standin_image: str) -> str:
     """The stand-in image plus the python3/torchrun stand-ins (built from FIXTURE)."""
+    return build_fixture_image(docker_client, FIXTURE, ("Dockerfile", "python3", "torchrun"), TAG)
+
+
+def build_fixture_image(
+    client: docker.DockerClient, folder: Path, names: tuple[str, ...], tag: str
+) -> str:
+    """Build `tag` from the files `names` of a fixture folder; returns the tag."""
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        for name in ("Dockerfile", "python3", "torchrun"):
-            tar.add(FIXTURE / name, arcname=name)
+        for name in names:
+            tar.add(folder / name, arcname=name)
     context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True)
-    return TAG
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    return tag
 
 
 @pytest.fixture
@@ -255,19 +262,28 @@ def test_no_up_refuses_when_the_container_is_not_running(job: Job) -> None:
     assert "hvinfra up t2v" in result.stderr
 
 
-def _interrupt(job: Job, prompt: str, *extra: str) -> tuple[int, str]:
+def start_job(
+    job: Job, prompt: str, *extra: str, steps: int = 60
+) -> tuple[subprocess.Popen[str], str]:
+    """`generate t2v` in the background, once it has reported step 2; (process, stderr so far)."""
     proc = subprocess.Popen(
-        job.argv("t2v", "-p", prompt, "--steps", "60", "--seed", "1", *extra),
+        job.argv("t2v", "-p", prompt, "--steps", str(steps), "--seed", "1", *extra),
         env=job.env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
     seen = ""
     deadline = time.monotonic() + 60
-    while "step 2/60" not in seen:
+    while f"step 2/{steps}" not in seen:
         line = proc.stderr.readline()
         assert line and time.monotonic() < deadline, seen
         seen += line
+    return proc, seen
+
+
+def _interrupt(job: Job, prompt: str, *extra: str) -> tuple[int, str]:
+    proc, seen = start_job(job, prompt, *extra)
     proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
     rest = proc.stderr.read()
     return proc.wait(timeout=60), seen + rest
 

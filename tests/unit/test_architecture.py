@@ -14,8 +14,8 @@ CORE = ("launcher", "spec", "argv", "profiles", "checks", "records", "errors", "
         "pull_progress", "images", "generate.plan", "generate.request", "generate.tables",
         "generate.progress", "generate.run", "convergence", "labels", "gpu_selection", "context",
         "generate.options", "render", "render.compose", "render.k8s", "render.slurm",
-        "render.jobs", "serve.store", "serve.submission", "serve.service",
-        "serve.runner")  # fmt: skip
+        "render.jobs", "generate.safe_output", "generate.job_control", "exposure",
+        "paths", "serve.store", "serve.submission", "serve.service", "serve.runner")  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:

@@ -49,7 +49,8 @@ def parse_env_flags(items: list[str]) -> dict[str, str]:
 
 def parse_volume_flags(items: list[str], existing: dict[str, Any]) -> dict[str, Any]:
     """-v HOST:CTR[:ro|rw] -> volume entries; one that targets a profile's path replaces it."""
-    from hvinfra.errors import ProfileError
+    from hvinfra.errors import ExitCode, ProfileError
+    from hvinfra.paths import resolved
 
     by_target = {v.container: name for name, v in existing.items()}
     volumes: dict[str, Any] = {}
@@ -61,7 +62,7 @@ def parse_volume_flags(items: list[str], existing: dict[str, Any]) -> dict[str, 
             )
         if len(parts) == 3 and parts[2] not in ("ro", "rw"):
             raise ProfileError(f"-v {item!r}: mode must be ro or rw", "write HOST:CONTAINER:ro")
-        host = str(Path(parts[0]).expanduser().resolve())
+        host = str(resolved(Path(parts[0]), "-v", exit_code=ExitCode.PROFILE))
         name = by_target.get(parts[1], f"extra{index}")
         volumes[name] = {
             "host": host,

@@ -94,6 +94,9 @@ def _common(kind: str) -> dict[str, Any]:
             20.0, "--stop-timeout", help="Seconds after Ctrl-C before the job is killed."
         ),
         "verbose": typer.Option(False, "--verbose", "-V", help="Also print the script's output."),
+        "kill_stale": typer.Option(
+            False, "--kill-stale", help="First kill a job left running by an hvinfra that died."
+        ),
         "profile_file": ProfileFileOpt,
         "sets": SetOpt,
         "as_json": JsonOpt,
@@ -153,6 +156,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = c["dry_run"],
         stop_timeout: float = c["stop_timeout"],
         verbose: bool = c["verbose"],
+        kill_stale: bool = c["kill_stale"],
         profile_file: Path | None = c["profile_file"],
         sets: list[str] = c["sets"],
         as_json: bool = c["as_json"],
@@ -203,6 +207,7 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = c["dry_run"],
         stop_timeout: float = c["stop_timeout"],
         verbose: bool = c["verbose"],
+        kill_stale: bool = c["kill_stale"],
         profile_file: Path | None = c["profile_file"],
         sets: list[str] = c["sets"],
         as_json: bool = c["as_json"],
@@ -262,6 +267,7 @@ def _generate(ctx: typer.Context, o: GenerateOptions) -> None:
     from hvinfra.errors import ExitCode, HvinfraError
     from hvinfra.generate.plan import build_plan
     from hvinfra.generate.request import make_request
+    from hvinfra.paths import resolved
 
     app = app_context(ctx)
     kind = o.kind
@@ -290,9 +296,9 @@ def _generate(ctx: typer.Context, o: GenerateOptions) -> None:
     else:
         assert o.image is not None  # a required option of `generate i2v`
         fields.update(
-            image=str(o.image.expanduser().resolve()),
+            image=str(resolved(o.image, "--image")),
             mode="dynamic" if o.dynamic else "stability",
-            lora=str(o.lora.expanduser().resolve()) if o.lora else None,
+            lora=str(resolved(o.lora, "--lora")) if o.lora else None,
             lora_scale=o.lora_scale,
         )
     request = make_request(kind, **fields)  # validate before any network call
@@ -332,7 +338,10 @@ def _generate(ctx: typer.Context, o: GenerateOptions) -> None:
     if o.dry_run:
         _print_dry_run(output, plan, profile, out_dir, request.model_dump(mode="json"))
         return
-    _run(app, output, o, request, plan, profile, out_dir, rewrite_info)
+    from hvinfra.exposure import exposures
+
+    warnings = exposures(profile, loaded.sources)
+    _run(app, output, o, request, plan, profile, out_dir, rewrite_info, warnings)
 
 
 def _print_dry_run(
@@ -395,7 +404,13 @@ def _warn_if_differs(output: Any, plan: Any, profile_name: str) -> None:
 
 
 def container_for_jobs(
-    app: AppContext, output: Any, profile: Any, *, no_up: bool, skip_checks: bool
+    app: AppContext,
+    output: Any,
+    profile: Any,
+    *,
+    no_up: bool,
+    skip_checks: bool,
+    exposures: list[str] | None = None,
 ) -> tuple[Any, Any]:
     """The engine and the profile's running container for jobs: `up`'s plan and pre-flight
     (never recreating it), or, with no_up, the running one as it is."""
@@ -414,6 +429,8 @@ def container_for_jobs(
         container, started = brought.result.container, brought.result.action != "kept"
     if started:
         output.info(f"started {container.name} ({container.short_id})")
+        for exposure in exposures or []:
+            output.warn(f"SECURITY: {exposure}")
     return engine, container
 
 
@@ -426,6 +443,7 @@ def _run(
     profile: Any,
     out_dir: Path,
     rewrite_info: dict[str, Any] | None,
+    exposures: list[str] = [],  # noqa: B006  (read only)
 ) -> None:
     from hvinfra.generate.run import (
         _pre_job_checks,
@@ -449,7 +467,7 @@ def _run(
     for warning in checks:
         output.warn(f"{warning.title}: {warning.detail}")
     engine, container = container_for_jobs(
-        app, output, profile, no_up=o.no_up, skip_checks=o.skip_checks
+        app, output, profile, no_up=o.no_up, skip_checks=o.skip_checks, exposures=exposures
     )
     files = reserve_output_files(out_dir, plan.output_stem)
     result = run_job(
@@ -457,7 +475,7 @@ def _run(
         observer=JobDisplay(output, verbose=o.verbose),
         gpu_names=gpu_names_for_sidecar(job_selection(request, profile), app.gpu_system()),
         stop_timeout=o.stop_timeout,
-        rewrite=rewrite_info,
+        rewrite=rewrite_info, kill_stale=o.kill_stale,
     )  # fmt: skip
     if output.json_mode:
         output.data(

@@ -115,6 +115,13 @@ def register(app: typer.Typer) -> None:
         ),
         lock: Path | None = LockOpt,
         skip_disk_check: bool = SkipDiskOpt,
+        settle: float = typer.Option(
+            0.25,
+            "--settle",
+            min=0.0,
+            help="Seconds the container must keep running before `up` reports it started; an"
+            " exit within them is shown with its log (exit 9). 0: report as soon as it runs.",
+        ),
         skip_checks: bool = typer.Option(
             False,
             "--skip-checks",
@@ -158,7 +165,7 @@ def register(app: typer.Typer) -> None:
         options = BringUpOptions(
             pull=policy, force_recreate=force_recreate, no_recreate=no_recreate,
             skip_checks=skip_checks, fp8=use_fp8, cpu_offload=use_cpu_offload, lock=lock,
-            skip_disk_check=skip_disk_check, wait_timeout=wait_timeout,
+            skip_disk_check=skip_disk_check, wait_timeout=wait_timeout, settle=settle,
         )  # fmt: skip
         if dry_run:
             profile, spec = dry_run_spec(app, output, profile)
@@ -175,11 +182,10 @@ def register(app: typer.Typer) -> None:
                 output.line(shell_line(argv))
             return
         _warn_about_assets(output, profile, target)
-        if profile.privileged:
-            output.warn(
-                "--privileged: the container gets every capability and device and no seccomp"
-                " filter, as in the official line"
-            )
+        from hvinfra.exposure import exposures
+
+        for warning in exposures(profile, loaded.sources):
+            output.warn(f"SECURITY: {warning}")
         brought = bring_up(app, output, profile, options)
         result, profile, mismatch = brought.result, brought.profile, brought.lock_mismatch
         engine = app.engine()
@@ -259,9 +265,9 @@ def register(app: typer.Typer) -> None:
         app = app_context(ctx)
         output = app.output(as_json)
         engine = app.engine()
-        rows = [
-            _container_row(c, _image_digest(engine, c)) for c in managed_containers(engine, target)
-        ]
+        containers = managed_containers(engine, target)
+        digests = {c.image_id: _image_digest(engine, c) for c in containers}  # one ask per image
+        rows = [_container_row(c, digests[c.image_id]) for c in containers]
         if as_json:
             output.data(rows)
             return

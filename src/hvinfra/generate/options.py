@@ -43,6 +43,7 @@ class GenerateOptions:
     dry_run: bool = False
     stop_timeout: float = 20.0
     verbose: bool = False
+    kill_stale: bool = False  # first kill a job an hvinfra that died left running
     as_json: bool = False
     # profile layers
     profile_file: Path | None = None

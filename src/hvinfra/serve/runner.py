@@ -14,16 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hvinfra.errors import HvinfraError
+from hvinfra.generate.job_control import pidfile_of, signal_job
 from hvinfra.generate.plan import JobPlan, build_plan
 from hvinfra.generate.progress import Step
-from hvinfra.generate.run import (
-    JobEngine,
-    _pre_job_checks,
-    pidfile_of,
-    reserve_output_files,
-    run_job,
-    signal_job,
-)
+from hvinfra.generate.run import JobEngine, _pre_job_checks, reserve_output_files, run_job
 from hvinfra.profiles.models import Profile
 from hvinfra.records import ContainerInfo, GpuSystem
 from hvinfra.serve.store import JobRecord, JobStore
