@@ -11,10 +11,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from hvinfra.convergence import Facts, Plan, PlanKind
-from hvinfra.convergence import plan as make_plan
 from hvinfra.errors import (
     ContainerExited,
     ContainerStateError,
@@ -25,7 +23,10 @@ from hvinfra.errors import (
 )
 from hvinfra.labels import LABEL_GPUS, LABEL_MANAGED, LABEL_PROFILE
 from hvinfra.records import ContainerInfo, ImageInfo
-from hvinfra.spec import RunSpec
+
+if TYPE_CHECKING:  # the planner and the spec load only for the commands that plan (not status)
+    from hvinfra.convergence import Plan
+    from hvinfra.spec import RunSpec
 
 EXIT_SIGNALS = {129: "SIGHUP", 130: "SIGINT", 134: "SIGABRT", 136: "SIGFPE", 137: "SIGKILL",
                 139: "SIGSEGV", 143: "SIGTERM"}  # fmt: skip
@@ -189,6 +190,9 @@ def plan_up(
     engine: Engine, spec: RunSpec, *, force_recreate: bool = False, no_recreate: bool = False
 ) -> Plan:
     """Inspect what is there and plan; reads the engine, changes nothing."""
+    from hvinfra.convergence import Facts
+    from hvinfra.convergence import plan as make_plan
+
     image = engine.image(spec.image)
     return make_plan(
         spec, engine.container(spec.name), Facts(image.id if image else None),
@@ -213,6 +217,8 @@ def up(
 
     `replace` is the old spelling of `force_recreate`.
     """
+    from hvinfra.convergence import PlanKind
+
     force_recreate = force_recreate or replace
     plan = plan_up(engine, spec, force_recreate=force_recreate, no_recreate=no_recreate)
     if plan.kind is PlanKind.REFUSE:
