@@ -49,6 +49,7 @@ def _register() -> None:
     models_cmd.register(app)
     generate_cmd.register(app)
     images_cmd.register(app)
+    __import__("hvinfra.cli.batch_cmd", fromlist=["register"]).register(app)
 
 
 _register()
