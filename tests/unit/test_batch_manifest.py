@@ -79,6 +79,9 @@ def test_a_foreign_or_broken_manifest_is_refused_with_a_fix(tmp_path: Path) -> N
 
 
 def test_one_batch_per_out_folder(tmp_path: Path) -> None:
-    with exclusive(tmp_path), pytest.raises(ManifestError, match="another hvinfra batch"):
-        with exclusive(tmp_path):
-            pass
+    with (
+        exclusive(tmp_path),
+        pytest.raises(ManifestError, match="another hvinfra batch"),
+        exclusive(tmp_path),
+    ):
+        pass

@@ -22,10 +22,10 @@ def run_worker(tmp_path: Path, requests: list[dict[str, object]], kind: str = "t
                cwd: Path = FAKE) -> tuple[list[dict[str, object]], str, Path]:  # fmt: skip
     log = tmp_path / "loads.log"
     stdin = "".join(json.dumps(r) + "\n" for r in requests)
+    env = {"FAKE_HYVIDEO_LOG": str(log), "MODEL_BASE": str(tmp_path), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, str(WORKER), "--kind", kind], input=stdin, capture_output=True,
-        text=True, cwd=cwd, env={"FAKE_HYVIDEO_LOG": str(log), "MODEL_BASE": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        timeout=60,
+        text=True, cwd=cwd, env=env, timeout=60,
     )  # fmt: skip
     events = [json.loads(line) for line in done.stdout.splitlines()]
     return events, done.stderr, log

@@ -1,0 +1,155 @@
+"""`hvinfra batch` end to end on a real Docker engine with the batch-standin image
+(tests/fixtures/batch-standin): a fake in-container worker and the generate stand-in's fake
+sample script make videos, fail on request and ignore signals."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from test_generate import Job, generate_image  # noqa: F401 - the fixture builds the base image
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests" / "fixtures" / "batch-standin"
+TAG = "hvinfra-test/batch-standin:latest"
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="session")
+def batch_image(docker_client: docker.DockerClient, generate_image: str) -> str:  # noqa: F811
+    """The generate stand-in plus the fake worker (built from FIXTURE)."""
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name in ("Dockerfile", "python3", "fake-hvinfra-worker"):
+            tar.add(FIXTURE / name, arcname=name)
+    context.seek(0)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True)
+    return TAG
+
+
+class Batch(Job):
+    """`hvinfra batch t2v FILE …` as a subprocess, with Job's container and host folders."""
+
+    def write(self, name: str, lines: list[dict[str, object]]) -> Path:
+        path = self.root / name
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return path
+
+    def batch_argv(self, source: Path, *args: str) -> list[str]:
+        argv = self.argv("t2v", str(source), *args)
+        argv[argv.index("generate")] = "batch"
+        return argv
+
+    def batch(self, source: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.batch_argv(source, *args), env=self.env, capture_output=True,
+                              text=True, timeout=180)  # fmt: skip
+
+    def manifest(self) -> dict[int, dict[str, object]]:
+        data = json.loads((self.out / "batch.json").read_text())
+        return {line["line"]: line for line in data["lines"]}
+
+    def summary(self) -> dict[str, object]:
+        return dict(json.loads((self.out / "summary.json").read_text()))
+
+    def sidecars(self) -> list[dict[str, object]]:
+        return [json.loads(p.read_text()) for p in sorted(self.out.glob("0*.json"))]
+
+
+@pytest.fixture
+def run(tmp_path: Path, hv_env: dict[str, str], batch_image: str) -> Batch:
+    return Batch(tmp_path, hv_env, batch_image)
+
+
+def lines(*prompts: str, steps: int = 3) -> list[dict[str, object]]:
+    return [{"prompt": p, "seed": i, "steps": steps} for i, p in enumerate(prompts, start=1)]
+
+
+def test_five_lines_one_failing_the_batch_goes_on_and_exits_12(run: Batch) -> None:
+    source = run.write("p.jsonl", lines("a cat", "a dog", "STANDIN_FAIL", "a fox", "a bird"))
+    result = run.batch(source, "--reuse", "--resolution", "540p")
+    assert result.returncode == 12, result.stderr
+    summary = run.summary()
+    assert summary["counts"]["done"] == 4 and summary["counts"]["failed"] == 1  # type: ignore[index]
+    manifest = run.manifest()
+    assert [manifest[n]["state"] for n in range(1, 6)] == ["done", "done", "failed", "done", "done"]
+    assert "CUDA out of memory" in str(manifest[3]["error"])
+    assert any("OutOfMemoryError" in line for line in manifest[3]["log_tail"])  # type: ignore[union-attr]
+    videos = sorted(p.name for p in run.out.glob("*.mp4"))
+    assert videos == [
+        "0001_t2v_a-cat_seed1_960x544.mp4", "0002_t2v_a-dog_seed2_960x544.mp4",
+        "0004_t2v_a-fox_seed4_960x544.mp4", "0005_t2v_a-bird_seed5_960x544.mp4",
+    ]  # fmt: skip
+    # the model was loaded once: every video came from the same worker, on its first load
+    workers = {(Path(s["output"]["container_path"]).parent.name) for s in run.sidecars()}  # type: ignore[index]
+    pids = {(run.outputs / w / "worker.pid").read_text() for w in workers}
+    assert len(pids) == 1
+    assert {(run.outputs / w / "worker.loads").read_text().strip() for w in workers} == {"1"}
+    sidecar = run.sidecars()[0]
+    assert sidecar["worker"]["reused"] is True  # type: ignore[index]
+    assert sidecar["batch"]["line"] == 1  # type: ignore[index]
+    assert "line 3: failed" in result.stdout and "batch summary" in result.stdout
+
+
+def test_an_interrupted_batch_is_consistent_and_a_rerun_resumes_it(
+    run: Batch, docker_client: docker.DockerClient
+) -> None:
+    source = run.write("p.jsonl", lines("a cat", *["STANDIN_SLOW"] * 3, steps=4))
+    proc = subprocess.Popen(run.batch_argv(source, "--no-reuse"), env=run.env,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stderr is not None
+    seen, deadline = "", time.monotonic() + 90
+    while "line 2: step 1/4" not in seen:
+        line = proc.stderr.readline()
+        assert line and time.monotonic() < deadline, seen
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, seen + rest
+    manifest = run.manifest()
+    assert manifest[1]["state"] == "done"
+    assert all(manifest[n]["state"] == "pending" for n in (2, 3, 4)), manifest
+    alive = run.exec(docker_client, "ps", "-o", "pid,args")
+    assert "python3-sample" not in alive and "sleep" not in alive, alive
+    again = run.batch(source, "--no-reuse")
+    assert again.returncode == 0, again.stderr
+    summary = run.summary()
+    assert summary["counts"]["skipped_done"] == 1 and summary["counts"]["done"] == 4  # type: ignore[index]
+    assert len(list(run.out.glob("*.mp4"))) == 4
+    edited = run.write("p.jsonl", [{"prompt": "a cat", "seed": 9, "steps": 1}, *lines()])
+    third = run.batch(edited, "--no-reuse", "--json")
+    assert json.loads(third.stdout)["counts"]["done_now"] == 1  # the edited line runs again
+
+
+def test_two_gpus_get_one_worker_each(run: Batch) -> None:
+    source = run.write("p.jsonl", lines(*["STANDIN_SLOW"] * 4, steps=2))
+    result = run.batch(source, "--reuse", "--gpus", "0,1")
+    assert result.returncode == 0, result.stderr
+    by_gpu: dict[str, set[str]] = {}
+    for sidecar in run.sidecars():
+        folder = run.outputs / Path(sidecar["output"]["container_path"]).parent.name  # type: ignore[index]
+        gpu = (folder / "worker.gpus").read_text().strip()
+        by_gpu.setdefault(gpu, set()).add((folder / "worker.pid").read_text().strip())
+        assert sidecar["worker"]["slot"] == f"gpu{gpu}"  # type: ignore[index]
+    assert sorted(by_gpu) == ["0", "1"]  # CUDA_VISIBLE_DEVICES per worker
+    assert all(len(pids) == 1 for pids in by_gpu.values())  # one worker (one load) per GPU
+    assert run.summary()["workers"] == 2
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(
+    run: Batch, docker_client: docker.DockerClient
+) -> None:
+    source = run.write("p.jsonl", lines("a cat", "a dog"))
+    result = run.batch(source, "--gpus", "0,1", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert [line["action"] for line in plan["lines"]] == ["run", "run"]
+    assert [w["gpus"] for w in plan["workers"]] == [["0"], ["1"]]
+    assert docker_client.containers.list(all=True, filters={"name": run.name}) == []
