@@ -4,17 +4,19 @@ sample script make videos, fail on request and ignore signals."""
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
 import docker
 import pytest
-from test_generate import Job, generate_image  # noqa: F401 - the fixture builds the base image
+from test_generate import (  # noqa: F401 - generate_image builds the base image
+    Job,
+    build_fixture_image,
+    generate_image,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "batch-standin"
@@ -26,13 +28,8 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture(scope="session")
 def batch_image(docker_client: docker.DockerClient, generate_image: str) -> str:  # noqa: F811
     """The generate stand-in plus the fake worker (built from FIXTURE)."""
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name in ("Dockerfile", "python3", "fake-hvinfra-worker"):
-            tar.add(FIXTURE / name, arcname=name)
-    context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True)
-    return TAG
+    names = ("Dockerfile", "python3", "fake-hvinfra-worker")
+    return build_fixture_image(docker_client, FIXTURE, names, TAG)
 
 
 class Batch(Job):

@@ -30,13 +30,20 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="session")
 def generate_image(docker_client: docker.DockerClient, standin_image: str) -> str:
     """The stand-in image plus the python3/torchrun stand-ins (built from FIXTURE)."""
+    return build_fixture_image(docker_client, FIXTURE, ("Dockerfile", "python3", "torchrun"), TAG)
+
+
+def build_fixture_image(
+    client: docker.DockerClient, folder: Path, names: tuple[str, ...], tag: str
+) -> str:
+    """Build a test-fixture image from the named files of `folder` (no other context)."""
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        for name in ("Dockerfile", "python3", "torchrun"):
-            tar.add(FIXTURE / name, arcname=name)
+        for name in names:
+            tar.add(folder / name, arcname=name)
     context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True)
-    return TAG
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    return tag
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import socket
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -28,17 +27,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hvinfra.batch.plan import Slot
-from hvinfra.errors import HvinfraError, Interrupted, JobFailed
+from hvinfra.errors import HvinfraError, Interrupted
 from hvinfra.generate.plan import JobPlan, build_plan, exec_env
-from hvinfra.generate.progress import LineSplitter, failure_hint, parse_step, saved_path
 from hvinfra.generate.request import Request
 from hvinfra.generate.run import (
     PID_WRAPPER,
     JobEngine,
     JobObserver,
+    JobOutput,
     JobResult,
     OutputFiles,
     SilentObserver,
+    _now,
     _signal_tree,
     _tar_of,
     copy_out,
@@ -54,7 +54,6 @@ from hvinfra.spec import LABEL_GPUS
 WORKER_DIR = "/tmp/hvinfra-worker"
 WORKER_SCRIPT = f"{WORKER_DIR}/hvinfra_worker.py"
 READY_TIMEOUT = 120.0
-TAIL_LINES = 40
 
 
 class PoolEngine(JobEngine, Protocol):
@@ -413,8 +412,6 @@ class WorkerPool:
         files: OutputFiles,
         observer: JobObserver,
     ) -> tuple[JobResult, float]:
-        from hvinfra.generate.run import _now
-
         if plan.copy_in:
             self.engine.put_archive(
                 self.container.id, "/",
@@ -423,49 +420,24 @@ class WorkerPool:
         if plan.save_dir_host:
             with contextlib.suppress(OSError):
                 Path(plan.save_dir_host).mkdir(parents=True, exist_ok=True)
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        saved: list[str] = []
-        splitter = LineSplitter()
         started_at, started = _now(), time.monotonic()
         observer.started(plan, request.steps)
         ok = False
         try:
             with open(files.log, "ab") as log:
-
-                def handle(line: str) -> None:
-                    step = parse_step(line)
-                    if step is not None and step.total == request.steps:
-                        observer.step(step)
-                        return
-                    if line.strip():
-                        tail.append(line)
-                        observer.line(line)
-                    path = saved_path(line)
-                    if path:
-                        saved.append(path)
-
-                def sink(data: bytes) -> None:
-                    log.write(data)
-                    log.flush()
-                    for line in splitter.feed(data):
-                        handle(line)
-
-                event = worker.run(plan.job_id, plan.argv[2:], sink)
-                for line in splitter.flush():
-                    handle(line)
+                stream = JobOutput(log, observer, request.steps)
+                event = worker.run(plan.job_id, plan.argv[2:], stream.feed)
+                stream.flush()
             if event.get("event") != "done":
-                shown = "\n".join("    " + line for line in list(tail)[-15:])
                 if event.get("event") == "exited":
                     what = f"the worker exited: {exit_explanation(worker.exit_code() or -1)}"
                 else:
                     what = str(event.get("error", "failed"))
-                hint = failure_hint("\n".join(tail))
-                raise JobFailed(
-                    f"the generation failed in {self.container.name} ({slot.name}): {what}"
-                    + (f"\n  last log lines:\n{shown}" if shown else ""),
-                    (hint + "; " if hint else "") + f"the whole log is in {files.log}",
+                raise stream.failure(
+                    f"the generation failed in {self.container.name} ({slot.name}): {what}",
+                    files.log,
                 )
-            saved = [str(p) for p in event.get("paths", [])] or saved
+            saved = [str(p) for p in event.get("paths", [])] or stream.saved
             container_path = copy_out(self.engine, self.container.id, plan, saved, files.video)
             duration = time.monotonic() - started
             data = sidecar_data(

@@ -9,6 +9,9 @@ from typing import Any
 import typer
 
 from hvinfra.cli.common import JsonOpt, ProfileFileOpt, SetOpt
+from hvinfra.cli.generate_cmd import _C
+
+_GENERATE = _C["t2v"]
 
 # Options both modes share; the line defaults are None so that a line's own value wins and the
 # request model's default applies where neither gives one.
@@ -54,20 +57,11 @@ _SHARED: dict[str, Any] = {
     "retry_failed": typer.Option(
         False, "--retry-failed", help="Run again the lines that failed in an earlier run."
     ),
-    "no_up": typer.Option(False, "--no-up", help="Refuse to start the container."),
-    "skip_checks": typer.Option(
-        False,
-        "--skip-checks",
-        help="No VRAM gate and no model-asset check.",
-        envvar="HVINFRA_SKIP_CHECKS",
-    ),
     "dry_run": typer.Option(
         False, "--dry-run", help="Print the plan (lines, sizes, GPUs, skips); start nothing."
     ),
-    "stop_timeout": typer.Option(
-        20.0, "--stop-timeout", help="Seconds after Ctrl-C before the jobs are killed."
-    ),
-    "verbose": typer.Option(False, "--verbose", "-V", help="Also print the scripts' output."),
+    # the same options as `generate`, one definition
+    **{key: _GENERATE[key] for key in ("no_up", "skip_checks", "stop_timeout", "verbose")},
     "profile_file": ProfileFileOpt,
     "sets": SetOpt,
     "as_json": JsonOpt,

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from hvinfra import __version__
 from hvinfra.checks import CheckResult
@@ -380,6 +380,48 @@ def copy_out(
 
 
 # -- the job ------------------------------------------------------------------------------------
+class JobOutput:
+    """A job's output as it streams: into its log file, step bars to the observer, other lines
+    kept as the tail, and the paths the script says it saved."""
+
+    def __init__(self, log: BinaryIO, observer: JobObserver, steps: int) -> None:
+        self.log, self.observer, self.steps = log, observer, steps
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.saved: list[str] = []
+        self._splitter = LineSplitter()
+
+    def _line(self, line: str) -> None:
+        step = parse_step(line)
+        if step is not None and step.total == self.steps:
+            self.observer.step(step)
+            return
+        if line.strip():
+            self.tail.append(line)
+            self.observer.line(line)
+        path = saved_path(line)
+        if path:
+            self.saved.append(path)
+
+    def feed(self, data: bytes) -> None:
+        self.log.write(data)
+        self.log.flush()
+        for line in self._splitter.feed(data):
+            self._line(line)
+
+    def flush(self) -> None:
+        for line in self._splitter.flush():
+            self._line(line)
+
+    def failure(self, what: str, log_path: Path) -> JobFailed:
+        """The JobFailed for a job that ended badly: what happened, its last lines, a hint."""
+        shown = "\n".join("    " + line for line in list(self.tail)[-SHOWN_TAIL_LINES:])
+        hint = failure_hint("\n".join(self.tail))
+        return JobFailed(
+            what + (f"\n  last log lines:\n{shown}" if shown else "\n  (it printed nothing)"),
+            (hint + "; " if hint else "") + f"the whole log is in {log_path}",
+        )
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -488,40 +530,21 @@ def run_job(
     pidfile = f"/tmp/hvinfra-job-{plan.job_id}.pid"
     argv = ["/bin/sh", "-c", PID_WRAPPER, "hvinfra-job", pidfile, *plan.argv]
     started_at, started = _now(), time.monotonic()
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    saved: list[str] = []
-    splitter = LineSplitter()
     exec_id = ""
     observer.started(plan, request.steps)
     ok = False
     try:
         with open(files.log, "ab") as log, _sigterm_as_interrupt():
+            stream = JobOutput(log, observer, request.steps)
             try:
                 exec_id = engine.exec_create(
                     container.id, argv, environment=env, workdir=plan.workdir
                 )
-
-                def handle(line: str) -> None:
-                    step = parse_step(line)
-                    if step is not None and step.total == request.steps:
-                        observer.step(step)
-                        return
-                    if line.strip():
-                        tail.append(line)
-                        observer.line(line)
-                    path = saved_path(line)
-                    if path:
-                        saved.append(path)
-
                 for out, err in engine.exec_stream(exec_id):
                     for chunk in (out, err):
                         if chunk:
-                            log.write(chunk)
-                            log.flush()
-                            for line in splitter.feed(chunk):
-                                handle(line)
-                for line in splitter.flush():
-                    handle(line)
+                            stream.feed(chunk)
+                stream.flush()
             except KeyboardInterrupt:
                 how = "before it started"
                 if exec_id:
@@ -534,15 +557,12 @@ def run_job(
                 ) from None
         code = _exit_code(engine, exec_id)
         if code != 0:
-            shown = "\n".join("    " + line for line in list(tail)[-SHOWN_TAIL_LINES:])
-            hint = failure_hint("\n".join(tail))
-            raise JobFailed(
-                f"the generation job failed in {container.name}: {exit_explanation(code)}"
-                + (f"\n  last log lines:\n{shown}" if shown else "\n  (it printed nothing)"),
-                (hint + "; " if hint else "") + f"the whole log is in {files.log}",
+            raise stream.failure(
+                f"the generation job failed in {container.name}: {exit_explanation(code)}",
+                files.log,
             )
         try:
-            container_path = copy_out(engine, container.id, plan, saved, files.video)
+            container_path = copy_out(engine, container.id, plan, stream.saved, files.video)
         except KeyboardInterrupt:
             raise Interrupted(
                 "interrupted while copying the video out; nothing was kept",
