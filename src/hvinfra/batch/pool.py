@@ -294,8 +294,9 @@ class WorkerPool:
             self._queue.put(None)
         self._signal_all("INT")
         deadline = time.monotonic() + self.stop_timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: kill now
+            for thread in self._threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
         if any(thread.is_alive() for thread in self._threads):
             self._signal_all("KILL")
             for thread in self._threads:
