@@ -125,6 +125,27 @@ def test_an_interrupted_batch_is_consistent_and_a_rerun_resumes_it(
     assert json.loads(third.stdout)["counts"]["done_now"] == 1  # the edited line runs again
 
 
+def test_kill_stops_a_worker_that_ignores_sigint_and_leaves_nothing_running(
+    run: Batch, docker_client: docker.DockerClient
+) -> None:
+    source = run.write("p.jsonl", lines("STANDIN_STUBBORN", steps=30))
+    argv = run.batch_argv(source, "--reuse", "--stop-timeout", "2")
+    proc = subprocess.Popen(argv, env=run.env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen, deadline = "", time.monotonic() + 90
+    while "line 1: step 1/30" not in seen:
+        line = proc.stderr.readline()
+        assert line and time.monotonic() < deadline, seen
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, seen + rest
+    assert run.manifest()[1]["state"] == "pending"
+    alive = run.exec(docker_client, "ps", "-o", "pid,args")
+    assert "fake-hvinfra-worker" not in alive and "sleep" not in alive, alive
+    assert not list(run.out.glob("*.mp4"))
+
+
 def test_two_gpus_get_one_worker_each(run: Batch) -> None:
     source = run.write("p.jsonl", lines(*["STANDIN_SLOW"] * 4, steps=2))
     result = run.batch(source, "--reuse", "--gpus", "0,1")

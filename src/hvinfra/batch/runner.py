@@ -17,7 +17,7 @@ from hvinfra.batch.manifest import SUMMARY, Entry, Manifest, now
 from hvinfra.batch.plan import BatchPlan, Item, Slot
 from hvinfra.batch.pool import GpuNames, Job, JobOutcome, PoolEngine, WorkerPool
 from hvinfra.errors import Interrupted
-from hvinfra.generate.run import JobObserver
+from hvinfra.generate.run import JobObserver, _sigterm_as_interrupt
 from hvinfra.profiles.models import Profile
 from hvinfra.records import ContainerInfo
 
@@ -107,12 +107,13 @@ def run_batch(
     pool.start()
     try:
         pending = set(futures)
-        while pending:
-            done, pending = concurrent.futures.wait(
-                pending, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED
-            )
-            for future in done:
-                _record(future, futures[future], manifest, out_dir, observer, outcomes)
+        with _sigterm_as_interrupt():  # `kill` stops the batch as Ctrl-C does
+            while pending:
+                done, pending = concurrent.futures.wait(
+                    pending, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in done:
+                    _record(future, futures[future], manifest, out_dir, observer, outcomes)
     except KeyboardInterrupt:
         interrupted = True
         observer.note("stopping the running jobs inside the container (Ctrl-C)…")

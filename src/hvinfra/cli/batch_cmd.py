@@ -316,15 +316,8 @@ def _run(
     manifest: Any, system: Any,
 ) -> None:  # fmt: skip
     from hvinfra.batch.manifest import exclusive
-    from hvinfra.batch.runner import run_batch
-    from hvinfra.batch_display import BatchDisplay
-    from hvinfra.cli.common import connect
-    from hvinfra.cli.devices_mode import gpu_access_for
-    from hvinfra.cli.generate_cmd import gpu_names_for_sidecar
-    from hvinfra.cli.images_cmd import prepared_pull
+    from hvinfra.batch.runner import summarize
     from hvinfra.errors import ExitCode
-    from hvinfra.generate.run import ensure_container
-    from hvinfra.spec import build_run_spec
 
     if v["skip_checks"]:
         output.err.print(
@@ -338,27 +331,49 @@ def _run(
         output.warn(f"{warning.title}: {warning.detail}")
     out_dir.mkdir(parents=True, exist_ok=True)
     with exclusive(out_dir):
-        engine = connect()
-        spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
-        container, started = ensure_container(
-            engine, profile, no_up=v["no_up"], spec=spec,
-            observe_pull=prepared_pull(engine, output, spec.image),
-        )  # fmt: skip
-        if started:
-            output.info(f"started {container.name} ({container.short_id})")
-        output.info(f"model: {plan.reuse_reason}")
-        skipped = len(plan.items) - len(to_run)
-        if skipped:
-            output.info(f"{skipped} line(s) skipped: done or failed in an earlier run")
-        display = BatchDisplay(output, verbose=v["verbose"])
-        summary = run_batch(
-            engine, container, profile, plan, out_dir, manifest, display, kind=kind,
-            gpu_names=lambda gpus: gpu_names_for_sidecar(gpus if gpus else ("0",)),
-            stop_timeout=v["stop_timeout"],
-        )  # fmt: skip
+        if to_run:
+            summary = _start(output, kind, v, plan, profile, out_dir, manifest)
+        else:  # everything done (or failed) before: no container needed
+            output.info("every line is done or failed in an earlier run (--retry-failed reruns"
+                        " failures)")  # fmt: skip
+            summary = summarize(plan, manifest, [], out_dir, 0.0, interrupted=False, started_at="")
     _print_summary(output, summary)
     if summary["counts"]["failed"]:
         raise typer.Exit(int(ExitCode.JOB_FAILED))
+
+
+def _start(
+    output: Any, kind: str, v: dict[str, Any], plan: Any, profile: Any, out_dir: Path,
+    manifest: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The container up (as `generate` starts it), then the batch on it."""
+    from hvinfra.batch.runner import run_batch
+    from hvinfra.batch_display import BatchDisplay
+    from hvinfra.cli.common import connect
+    from hvinfra.cli.devices_mode import gpu_access_for
+    from hvinfra.cli.generate_cmd import gpu_names_for_sidecar
+    from hvinfra.cli.images_cmd import prepared_pull
+    from hvinfra.generate.run import ensure_container
+    from hvinfra.spec import build_run_spec
+
+    engine = connect()
+    spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
+    container, started = ensure_container(
+        engine, profile, no_up=v["no_up"], spec=spec,
+        observe_pull=prepared_pull(engine, output, spec.image),
+    )  # fmt: skip
+    if started:
+        output.info(f"started {container.name} ({container.short_id})")
+    output.info(f"model: {plan.reuse_reason}")
+    skipped = len(plan.items) - len(plan.to_run)
+    if skipped:
+        output.info(f"{skipped} line(s) skipped: done or failed in an earlier run")
+    display = BatchDisplay(output, verbose=v["verbose"])
+    return run_batch(
+        engine, container, profile, plan, out_dir, manifest, display, kind=kind,
+        gpu_names=lambda gpus: gpu_names_for_sidecar(gpus if gpus else ("0",)),
+        stop_timeout=v["stop_timeout"],
+    )  # fmt: skip
 
 
 def _checks(plan: Any, profile: Any, out_dir: Path, system: Any, *, gates: bool) -> list[Any]:
