@@ -68,3 +68,20 @@ def test_the_model_is_loaded_once_only_at_the_known_commit_unless_forced() -> No
     assert reuse_decision(True, "t2v", "f" * 40, 1)[0]
     assert not reuse_decision(False, "t2v", WORKER_COMMITS["t2v"], 1)[0]
     assert not reuse_decision(True, "t2v", WORKER_COMMITS["t2v"], 2)[0]  # xDiT: torchrun
+
+
+def test_a_worker_gpu_inside_a_container_started_with_a_gpu_list_is_its_position(
+    tmp_path: Path,
+) -> None:
+    from hvinfra.generate.plan import build_plan, exec_env
+    from hvinfra.generate.request import RequestInvalid
+    from hvinfra.profiles import load_profile
+
+    line = parse_text("a cat", tmp_path / "p.txt", "t2v", {})[0]
+    assert line.request is not None
+    profile = load_profile("t2v").profile
+    job = build_plan(line.request.model_copy(update={"gpus": ["3"]}), profile, job_id="j")
+    assert exec_env(job, "all")["CUDA_VISIBLE_DEVICES"] == "3"
+    assert exec_env(job, "2,3")["CUDA_VISIBLE_DEVICES"] == "1"
+    with pytest.raises(RequestInvalid, match="started with GPUs 0,1"):
+        exec_env(job, "0,1")

@@ -353,8 +353,9 @@ def _start(
     from hvinfra.cli.devices_mode import gpu_access_for
     from hvinfra.cli.generate_cmd import gpu_names_for_sidecar
     from hvinfra.cli.images_cmd import prepared_pull
+    from hvinfra.generate.plan import build_plan, exec_env
     from hvinfra.generate.run import ensure_container
-    from hvinfra.spec import build_run_spec
+    from hvinfra.spec import LABEL_GPUS, build_run_spec
 
     engine = connect()
     spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
@@ -364,6 +365,11 @@ def _start(
     )  # fmt: skip
     if started:
         output.info(f"started {container.name} ({container.short_id})")
+    first = plan.to_run[0].line.request
+    for slot in plan.slots:  # every worker's GPUs are in the container (else: how to fix it)
+        gpus = list(slot.gpus) if slot.gpus else None
+        job = build_plan(first.model_copy(update={"gpus": gpus}), profile, job_id="check")
+        exec_env(job, container.labels.get(LABEL_GPUS, "all"))
     output.info(f"model: {plan.reuse_reason}")
     skipped = len(plan.items) - len(plan.to_run)
     if skipped:
