@@ -6,10 +6,13 @@
 #   busybox-static   the one binary the stand-in image's rootfs is made of.
 #   docker-registry  a local registry (registry:2) for pull tests.
 #   apache2-utils    htpasswd, for the local registry's auth.
+#   docker-compose   compose 1.29: `hvinfra render compose` output started for real.
+#   slurm-wlm munge  a one-node Slurm cluster the tests start (tests/engine/slurm_cluster.py).
 # Idempotent: does nothing (and never touches the network) when all are present.
 set -euo pipefail
 
 PACKAGES=(docker.io busybox-static docker-registry apache2-utils)
+PACKAGES+=(docker-compose slurm-wlm munge)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

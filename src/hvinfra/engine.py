@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,7 +268,7 @@ def to_create_kwargs(spec: RunSpec) -> dict[str, Any]:
     return kwargs
 
 
-def _container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
+def container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
     state = attrs.get("State") or {}
     config = attrs.get("Config") or {}
     return ContainerInfo(
@@ -442,7 +442,7 @@ class DockerEngine:
     def container(self, name_or_id: str) -> ContainerInfo | None:
         with self._translate(f"inspecting container {name_or_id}"):
             try:
-                return _container_info(self._api.inspect_container(name_or_id))
+                return container_info(self._api.inspect_container(name_or_id))
             except docker.errors.NotFound:
                 return None
 
@@ -458,7 +458,7 @@ class DockerEngine:
             result = []
             for summary in found:
                 with contextlib.suppress(docker.errors.NotFound):
-                    result.append(_container_info(self._api.inspect_container(summary["Id"])))
+                    result.append(container_info(self._api.inspect_container(summary["Id"])))
         return result
 
     def create(self, spec: RunSpec) -> str:
@@ -489,23 +489,35 @@ class DockerEngine:
         tail: int | None = None,
         since: str | None = None,
         timestamps: bool = False,
+        tty: bool | None = None,
     ) -> Iterator[bytes]:
-        """Log output as bytes; with follow, the stream ends when the container stops."""
-        kwargs: dict[str, Any] = {
-            "stream": True,
-            "follow": follow,
-            "timestamps": timestamps,
+        """Log output as bytes; with follow, the stream ends when the container stops.
+
+        Reads the engine's chunked response a chunk at a time (docker-py's own log stream reads a
+        TTY container's output one byte per call and a plain one in two reads per line, a third
+        of `docker logs`' throughput). `tty` says how the container writes (inspected if None).
+        """
+        params: dict[str, Any] = {
+            "stdout": 1,
+            "stderr": 1,
+            "follow": int(follow),
+            "timestamps": int(timestamps),
             "tail": "all" if tail is None else tail,
         }
         if since:
-            kwargs["since"] = _since_value(since)
+            params["since"] = _unix_time(_since_value(since))
         with self._translate(f"reading logs of {container_id[:12]}"):
-            stream = self._api.logs(container_id, **kwargs)
+            if tty is None:
+                tty = bool(self._api.inspect_container(container_id)["Config"].get("Tty"))
+            url = self._api._url("/containers/{0}/logs", container_id)
+            response = self._api._get(url, params=params, stream=True)
+            self._api._raise_for_status(response)
             try:
-                yield from stream
+                chunks = _response_chunks(response)
+                yield from chunks if tty else demultiplex(chunks)
             finally:
                 with contextlib.suppress(Exception):
-                    stream.close()
+                    response.close()
 
     def log_tail(self, container_id: str, lines: int = 50) -> str:
         with self._translate(f"reading logs of {container_id[:12]}"):
@@ -636,6 +648,73 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     if sep and "/" not in tag:
         return name, tag
     return ref, "latest"
+
+
+def _response_chunks(response: Any) -> Iterator[bytes]:
+    """The body of a streamed engine response, as large blocks as the socket gives.
+
+    The engine writes a log stream in HTTP chunks of one line each; decoding them one by one in
+    urllib3 costs more than the engine takes to send them. So the chunked framing is taken apart
+    here, over reads of up to 1 MiB from the connection's buffered socket file.
+    """
+    raw = response.raw
+    socket_file = getattr(getattr(raw, "_fp", None), "fp", None)
+    if not raw.chunked:
+        yield from response.iter_content(1 << 16)
+    elif socket_file is None or not hasattr(socket_file, "read1"):
+        yield from raw.read_chunked(decode_content=False)
+    else:
+        yield from dechunk(iter(lambda: socket_file.read1(1 << 20), b""))
+
+
+def dechunk(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """HTTP/1.1 chunked transfer coding -> the body's bytes, one piece per block read."""
+    pending = b""
+    for block in blocks:
+        pending += block
+        position, pieces = 0, list[bytes]()
+        while True:
+            line_end = pending.find(b"\r\n", position)
+            if line_end < 0:
+                break
+            size = int(pending[position:line_end].split(b";", 1)[0], 16)
+            if size == 0:
+                if pieces:
+                    yield b"".join(pieces)
+                return
+            start = line_end + 2
+            if start + size + 2 > len(pending):
+                break
+            pieces.append(pending[start : start + size])
+            position = start + size + 2
+        pending = pending[position:]
+        if pieces:
+            yield b"".join(pieces)
+
+
+def demultiplex(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The payloads of the engine's multiplexed stream (a non-TTY container's output): frames of
+    an 8-byte header (stream, 0, 0, 0, big-endian size) and the data, split across chunks anyhow."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        position, payloads = 0, []
+        while len(pending) - position >= 8:
+            size = int.from_bytes(pending[position + 4 : position + 8], "big")
+            end = position + 8 + size
+            if end > len(pending):
+                break
+            payloads.append(pending[position + 8 : end])
+            position = end
+        pending = pending[position:]
+        if payloads:
+            yield b"".join(payloads)
+
+
+def _unix_time(value: Any) -> Any:
+    import datetime as dt
+
+    return int(value.timestamp()) if isinstance(value, dt.datetime) else value
 
 
 def _since_value(since: str) -> Any:

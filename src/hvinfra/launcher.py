@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from hvinfra.convergence import Facts, Plan, PlanKind
+from hvinfra.convergence import plan as make_plan
 from hvinfra.errors import (
     ContainerExited,
     ContainerStateError,
@@ -21,8 +23,9 @@ from hvinfra.errors import (
     ImageError,
     Interrupted,
 )
+from hvinfra.labels import LABEL_GPUS, LABEL_MANAGED, LABEL_PROFILE
 from hvinfra.records import ContainerInfo, ImageInfo
-from hvinfra.spec import LABEL_MANAGED, RunSpec
+from hvinfra.spec import RunSpec
 
 EXIT_SIGNALS = {129: "SIGHUP", 130: "SIGINT", 134: "SIGABRT", 136: "SIGFPE", 137: "SIGKILL",
                 139: "SIGSEGV", 143: "SIGTERM"}  # fmt: skip
@@ -67,8 +70,9 @@ def consume(events: Iterator[dict[str, Any]]) -> None:
 @dataclass(frozen=True)
 class UpResult:
     container: ContainerInfo
-    action: str  # "created", "already-running", "replaced"
+    action: str  # "created", "started", "kept", "recreated" (the plan's kind, done)
     pulled: bool
+    plan: Plan | None = None
 
 
 def ensure_image(
@@ -91,18 +95,16 @@ def ensure_image(
     return True
 
 
-def _existing_problem(existing: ContainerInfo, profile_name: str) -> HvinfraError:
-    owner = "created by hvinfra" if existing.managed else "not created by hvinfra"
-    if existing.managed:
-        fix = (
-            f"`hvinfra up {profile_name} --replace` recreates it, `hvinfra down {profile_name}`"
-            " removes it"
-        )
+def refusal(plan: Plan, profile_name: str) -> HvinfraError:
+    """The error for a REFUSE plan: what is there, and the fix."""
+    if plan.differences:  # --no-recreate and a container that cannot be started
+        fix = f"`hvinfra up {profile_name}` without --no-recreate recreates it"
     else:
-        fix = f"remove it (`docker rm -f {existing.name}`) or pick another name with --name"
-    return ContainerStateError(
-        f"a container named {existing.name} already exists ({existing.status}, {owner})", fix
-    )
+        fix = (
+            f"`docker rm -f {plan.name}` removes it if that is really meant, or pick another"
+            " name with --name"
+        )
+    return ContainerStateError(f"refusing to touch container {plan.name}: {plan.reason}", fix)
 
 
 def ensure_host_dirs(spec: RunSpec) -> None:
@@ -114,7 +116,7 @@ def ensure_host_dirs(spec: RunSpec) -> None:
 
 
 def _profile_of(info: ContainerInfo) -> str:
-    return info.labels.get("io.hvinfra.profile", info.name)
+    return info.labels.get(LABEL_PROFILE, info.name)
 
 
 def exit_explanation(code: int) -> str:
@@ -153,7 +155,7 @@ def wait_running(
                 f"{exit_explanation(info.exit_code)}{oom}"
                 + (f"\n  last log lines:\n{shown}" if shown else "\n  (it printed nothing)"),
                 f"read the whole log with `hvinfra logs {_profile_of(info)}`;"
-                " fix the cause, then `hvinfra up … --replace`",
+                " fix the cause, then `hvinfra up … --force-recreate`",
                 status=info.exit_code,
                 log_tail=tail,
             )
@@ -172,27 +174,58 @@ def wait_running(
         time.sleep(poll)
 
 
+def plan_up(
+    engine: Engine, spec: RunSpec, *, force_recreate: bool = False, no_recreate: bool = False
+) -> Plan:
+    """Inspect what is there and plan; reads the engine, changes nothing."""
+    image = engine.image(spec.image)
+    return make_plan(
+        spec, engine.container(spec.name), Facts(image.id if image else None),
+        force_recreate=force_recreate, no_recreate=no_recreate,
+    )  # fmt: skip
+
+
 def up(
     engine: Engine,
     spec: RunSpec,
     *,
     profile_name: str,
     pull: PullPolicy = PullPolicy.MISSING,
+    force_recreate: bool = False,
+    no_recreate: bool = False,
     replace: bool = False,
     observe_pull: PullObserver = consume,
     wait_timeout: float = 30.0,
     settle: float = 1.0,
 ) -> UpResult:
-    existing = engine.container(spec.name)
-    action = "created"
-    if existing is not None and not replace:
-        if existing.running and existing.managed:
-            return UpResult(existing, "already-running", pulled=False)
-        raise _existing_problem(existing, profile_name)
-    pulled = ensure_image(engine, spec.image, pull, observe_pull)
-    if existing is not None:
-        engine.remove(existing.id, force=True)
-        action = "replaced"
+    """Plan, then execute: create, start, keep or recreate the container; refuse a foreign one.
+
+    `replace` is the old spelling of `force_recreate`.
+    """
+    force_recreate = force_recreate or replace
+    plan = plan_up(engine, spec, force_recreate=force_recreate, no_recreate=no_recreate)
+    if plan.kind is PlanKind.REFUSE:
+        raise refusal(plan, profile_name)
+    pulled = False
+    if plan.kind in (PlanKind.CREATE, PlanKind.RECREATE) or pull is PullPolicy.ALWAYS:
+        pulled = ensure_image(engine, spec.image, pull, observe_pull)
+        if pulled and plan.kind is not PlanKind.CREATE:  # a new image may change the plan
+            plan = plan_up(engine, spec, force_recreate=force_recreate, no_recreate=no_recreate)
+            if plan.kind is PlanKind.REFUSE:
+                raise refusal(plan, profile_name)
+    if plan.kind is PlanKind.KEEP:
+        kept = engine.container(plan.container_id)
+        if kept is None:
+            raise ContainerStateError(
+                f"container {plan.name} disappeared while planning", "run the command again"
+            )
+        return UpResult(kept, plan.action, pulled, plan)
+    if plan.kind is PlanKind.START:
+        engine.start(plan.container_id, spec.name)
+        info = wait_running(engine, plan.container_id, timeout=wait_timeout, settle=settle)
+        return UpResult(info, plan.action, pulled, plan)
+    if plan.kind is PlanKind.RECREATE:
+        engine.remove(plan.container_id, force=True)
     ensure_host_dirs(spec)
     container_id = engine.create(spec)
     try:
@@ -208,7 +241,7 @@ def up(
     except BaseException:
         engine.remove(container_id, force=True)  # nothing half-made stays behind
         raise
-    return UpResult(info, action, pulled)
+    return UpResult(info, plan.action, pulled, plan)
 
 
 @dataclass(frozen=True)
@@ -223,6 +256,12 @@ def down(engine: Engine, name: str, *, keep: bool = False, timeout: int = 10) ->
     existing = engine.container(name)
     if existing is None:
         return DownResult(name, found=False, removed=False)
+    if not existing.managed:
+        raise ContainerStateError(
+            f"refusing to remove container {name}: hvinfra did not create it"
+            f" (no {LABEL_MANAGED} label; it is {existing.status})",
+            f"`docker rm -f {name}` removes it if that is really meant",
+        )
     if existing.running or existing.status in {"paused", "restarting"}:
         engine.stop(existing.id, timeout=timeout)
     if not keep:
@@ -233,7 +272,7 @@ def down(engine: Engine, name: str, *, keep: bool = False, timeout: int = 10) ->
 def managed_containers(engine: Engine, profile: str | None = None) -> list[ContainerInfo]:
     labels = {LABEL_MANAGED: "true"}
     if profile:
-        labels["io.hvinfra.profile"] = profile
+        labels[LABEL_PROFILE] = profile
     return sorted(engine.containers(labels), key=lambda c: c.name)
 
 
@@ -248,14 +287,14 @@ def require_container(
     if running and not info.running:
         raise ContainerStateError(
             f"container {name} is {info.status}, not running",
-            f"`hvinfra up {profile_name} --replace` starts it afresh"
+            f"`hvinfra up {profile_name}` starts it again"
             f" (`hvinfra logs {profile_name}` shows why it stopped)",
         )
     return info
 
 
 def gpus_of(info: ContainerInfo) -> str:
-    return info.labels.get("io.hvinfra.gpus", "")
+    return info.labels.get(LABEL_GPUS, "")
 
 
 def join_argv(argv: Sequence[str]) -> list[str]:

@@ -14,12 +14,12 @@ from typing import Any, Protocol
 
 from hvinfra.assets import CODE_VOLUME, WEIGHTS_VOLUME
 from hvinfra.errors import Interrupted, JobFailed, ProfileError
+from hvinfra.labels import LABEL_JOB
 from hvinfra.launcher import PullPolicy, consume, ensure_image
 from hvinfra.profiles.models import Profile, WeightPiece
 from hvinfra.records import ContainerInfo, ImageInfo
-from hvinfra.spec import LABEL_SPEC_HASH, Mount, RunSpec, build_run_spec, spec_hash
+from hvinfra.spec import Mount, RunSpec, build_run_spec, with_identity
 
-LABEL_JOB = "io.hvinfra.job"
 PYTHON = "python"  # the official README runs the script as `python …` inside the image
 
 
@@ -66,9 +66,8 @@ def preprocess_spec(profile: Profile, name: str, piece: WeightPiece) -> RunSpec:
         mounts=mounts,
         working_dir=code.container,
         restart_policy="no",
-        labels=tuple(kv for kv in base.labels if kv[0] != LABEL_SPEC_HASH),
     )
-    return replace(spec, labels=(*spec.labels, (LABEL_SPEC_HASH, spec_hash(spec))))
+    return with_identity(spec)
 
 
 def run_preprocess(

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from hvinfra.labels import LABEL_MANAGED
+
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -43,7 +45,7 @@ class ContainerInfo:
 
     @property
     def managed(self) -> bool:
-        return self.labels.get("io.hvinfra.managed") == "true"
+        return self.labels.get(LABEL_MANAGED) == "true"
 
 
 @dataclass(frozen=True)

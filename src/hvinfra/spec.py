@@ -9,16 +9,24 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from hvinfra import __version__
+from hvinfra.labels import (
+    LABEL_GPUS,
+    LABEL_MANAGED,
+    LABEL_PROFILE,
+    LABEL_SPEC,
+    LABEL_SPEC_HASH,
+    LABEL_VERSION,
+    UNHASHED,
+)
 from hvinfra.profiles.models import Profile
 
 if TYPE_CHECKING:
     from hvinfra.gpu_access import DevicesAccess
 
-LABEL_MANAGED = "io.hvinfra.managed"
-LABEL_PROFILE = "io.hvinfra.profile"
-LABEL_VERSION = "io.hvinfra.version"
-LABEL_SPEC_HASH = "io.hvinfra.spec-hash"
-LABEL_GPUS = "io.hvinfra.gpus"
+__all__ = [
+    "LABEL_GPUS", "LABEL_MANAGED", "LABEL_PROFILE", "LABEL_SPEC", "LABEL_SPEC_HASH",
+    "LABEL_VERSION", "RunSpec", "build_run_spec", "spec_hash", "spec_summary",
+]  # fmt: skip
 
 # What `--privileged` turns on: exactly the official line's two isolation-lowering flags.
 OFFICIAL_PRIVILEGED_SECURITY_OPT = ("seccomp=unconfined",)
@@ -104,9 +112,54 @@ def gpus_label(profile: Profile) -> str:
 
 
 def spec_hash(spec: RunSpec) -> str:
-    """A digest of everything that defines the container, to tell a changed profile apart."""
-    data = asdict(replace(spec, labels=tuple(kv for kv in spec.labels if kv[0] != LABEL_SPEC_HASH)))
+    """A digest of everything that defines the container, to tell a changed profile apart
+    (hvinfra's own version and the summary label are not part of it)."""
+    data = asdict(replace(spec, labels=tuple(kv for kv in spec.labels if kv[0] not in UNHASHED)))
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def spec_summary(spec: RunSpec) -> dict[str, object]:
+    """What `up`'s plan compares, key by key, to say how a container differs from its spec.
+
+    Stored as a label on the container; environment values only as digests (no secrets twice).
+    """
+    own = {k: v for k, v in spec.labels if not k.startswith("io.hvinfra.")}
+    return {
+        "image": spec.image,
+        "command": list(spec.command) if spec.command is not None else None,
+        "env": {key: _digest(value) for key, value in spec.environment},
+        "gpus": spec.label_map.get(LABEL_GPUS, ""),
+        "mounts": sorted(
+            f"{m.source}:{m.target}" + (":ro" if m.read_only else "") for m in spec.mounts
+        ),
+        "devices": sorted(d.host_path for d in spec.devices),
+        "labels": {key: _digest(value) for key, value in sorted(own.items())},
+        "privileged": spec.privileged,
+        "security_opt": sorted(spec.security_opt),
+        "cap_add": sorted(spec.cap_add),
+        "ulimits": sorted(f"{u.name}={u.soft}:{u.hard}" for u in spec.ulimits),
+        "shm_size": spec.shm_size,
+        "ipc": spec.ipc_mode,
+        "network": spec.network_mode,
+        "uts": spec.uts_mode,
+        "workdir": spec.working_dir,
+        "tty": spec.tty,
+        "stdin_open": spec.stdin_open,
+        "init": spec.init,
+        "restart": spec.restart_policy,
+    }
+
+
+def with_identity(spec: RunSpec) -> RunSpec:
+    """`spec` with its spec-hash and summary labels (replacing any it had)."""
+    base = tuple(kv for kv in spec.labels if kv[0] not in (LABEL_SPEC_HASH, LABEL_SPEC))
+    bare = replace(spec, labels=base)
+    summary = json.dumps(spec_summary(bare), sort_keys=True, separators=(",", ":"))
+    return replace(bare, labels=(*base, (LABEL_SPEC, summary), (LABEL_SPEC_HASH, spec_hash(bare))))
 
 
 def _merged_env(
@@ -165,4 +218,4 @@ def build_run_spec(
         cap_add=tuple(profile.cap_add),
         labels=tuple(sorted(labels.items())),
     )
-    return replace(spec, labels=(*spec.labels, (LABEL_SPEC_HASH, spec_hash(spec))))
+    return with_identity(spec)

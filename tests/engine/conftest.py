@@ -43,6 +43,7 @@ import atexit
 import contextlib
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,6 +278,26 @@ def docker_client_no_gpu_hook(_engine_no_gpu_hook: Engine) -> docker.DockerClien
 # --------------------------------------------------------------------------- #
 # Per-test helpers
 # --------------------------------------------------------------------------- #
+
+
+@pytest.fixture
+def name() -> str:
+    """A fresh container name for this test."""
+    return f"hvtest-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def runnable(standin_image: str, tmp_path: Path, name: str) -> list[str]:
+    """--set flags that make the t2v profile start here: the stand-in image, memlock within the
+    daemon's 8 MiB hard limit, host folders in tmp."""
+    return [
+        "--set", f"image={standin_image}",
+        "--set", f"container_name={name}",
+        "--set", "ulimits.memlock=8m",
+        "--set", f"volumes.code.host={tmp_path}/code",
+        "--set", f"volumes.weights.host={tmp_path}/ckpts",
+        "--set", f"volumes.outputs.host={tmp_path}/outputs",
+    ]  # fmt: skip
 
 
 @pytest.fixture

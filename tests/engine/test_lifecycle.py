@@ -9,7 +9,6 @@ import pty
 import select
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +17,6 @@ import pytest
 
 from hvinfra.cli import main
 from hvinfra.errors import ExitCode
-
-
-@pytest.fixture
-def name() -> str:
-    return f"hvtest-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def runnable(standin_image: str, tmp_path: Path, name: str) -> list[str]:
-    """--set flags that make the t2v profile start here: the stand-in image, memlock within the
-    daemon's 8 MiB hard limit, host folders in tmp."""
-    return [
-        "--set", f"image={standin_image}",
-        "--set", f"container_name={name}",
-        "--set", "ulimits.memlock=8m",
-        "--set", f"volumes.code.host={tmp_path}/code",
-        "--set", f"volumes.weights.host={tmp_path}/ckpts",
-        "--set", f"volumes.outputs.host={tmp_path}/outputs",
-    ]  # fmt: skip
 
 
 def _init_env(client: docker.DockerClient, name: str) -> dict[str, str]:
@@ -80,7 +60,7 @@ def test_up_starts_the_official_spec_and_down_removes_it(
     assert _init_env(docker_client, name)["NVIDIA_VISIBLE_DEVICES"] == "all"
 
     assert main(["up", "t2v", *runnable, "--json"]) == 0
-    assert _json_out(capsys)["action"] == "already-running"
+    assert _json_out(capsys)["action"] == "kept"
 
     assert main(["status", "--json"]) == 0
     rows = {r["name"]: r for r in _json_out(capsys)}
@@ -304,31 +284,6 @@ def test_attach_honours_custom_detach_keys(
         process.kill()
         os.close(master)
     assert docker_client.containers.get(name).status == "running"
-
-
-def test_name_conflict_with_a_foreign_container(
-    docker_host: str, docker_client: docker.DockerClient, standin_image: str,
-    runnable: list[str], name: str, test_labels: dict[str, str],
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
-    docker_client.containers.create(standin_image, name=name, labels=test_labels)
-    assert main(["up", "t2v", *runnable]) == ExitCode.CONTAINER_STATE
-    err = capsys.readouterr().err
-    assert f"a container named {name} already exists (created, not created by hvinfra)" in err
-    assert f"docker rm -f {name}" in err
-
-
-def test_an_exited_container_is_named_with_the_fix_and_replace_recovers(
-    docker_host: str, docker_client: docker.DockerClient, runnable: list[str], name: str,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
-    assert main(["up", "t2v", *runnable, "--json"]) == 0
-    docker_client.containers.get(name).stop(timeout=1)
-    capsys.readouterr()
-    assert main(["up", "t2v", *runnable]) == ExitCode.CONTAINER_STATE
-    assert "--replace" in capsys.readouterr().err
-    assert main(["up", "t2v", *runnable, "--replace", "--json"]) == 0
-    assert _json_out(capsys)["action"] == "replaced"
 
 
 def test_a_container_that_exits_at_once_shows_its_code_and_log(

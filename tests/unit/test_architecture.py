@@ -12,8 +12,10 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "hvinfra"
 CORE = ("launcher", "spec", "argv", "profiles", "checks", "records", "errors", "requirements",
         "assets", "model_pull", "preprocess", "git_source", "asset_probe", "gpu_access",
         "pull_progress", "images", "generate.plan", "generate.request", "generate.tables",
-        "generate.progress", "generate.run", "batch.lines", "batch.manifest", "batch.plan",
-        "batch.pool", "batch.runner", "worker.hvinfra_worker")  # fmt: skip
+        "generate.progress", "generate.run", "convergence", "labels",
+        "render", "render.compose", "render.k8s", "render.slurm", "render.jobs",
+        "batch.lines", "batch.manifest", "batch.plan", "batch.pool", "batch.runner",
+        "worker.hvinfra_worker")  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:

@@ -366,7 +366,7 @@ def test_a_subset_of_gpus_in_a_container_with_all_gpus_uses_cuda_visible_devices
     assert exec_env(plan, "2,3") == {}
     with pytest.raises(RequestInvalid) as caught:
         exec_env(plan, "0,1")
-    assert "hvinfra up t2v --gpus 2,3 --replace" in caught.value.fix
+    assert "hvinfra up t2v --gpus 2,3` recreates" in caught.value.fix
 
 
 def test_official_file_name_length_counts_utf8_bytes_of_the_first_100_characters() -> None:

@@ -12,7 +12,7 @@ import pytest
 from hvinfra.errors import ContainerExited, ContainerStateError, EngineRefused, ImageError
 from hvinfra.launcher import PullPolicy, down, ensure_image, exit_explanation, up
 from hvinfra.records import ContainerInfo, ImageInfo
-from hvinfra.spec import LABEL_MANAGED, Mount, RunSpec
+from hvinfra.spec import LABEL_MANAGED, Mount, RunSpec, with_identity
 
 
 class FakeEngine:
@@ -51,7 +51,7 @@ class FakeEngine:
         container_id = f"id{len(self.calls):04d}" + "0" * 60
         self.calls.append(f"create {spec.name}")
         self.by_id[container_id] = ContainerInfo(
-            id=container_id, name=spec.name, image=spec.image, image_id="sha256:x",
+            id=container_id, name=spec.name, image=spec.image, image_id="sha256:" + spec.image,
             status="created", labels=spec.label_map, tty=spec.tty, stdin_open=spec.stdin_open,
         )  # fmt: skip
         return container_id
@@ -76,8 +76,8 @@ class FakeEngine:
         return "loading model\nFloating point exception (core dumped)\n"
 
 
-def _spec(tmp_path: Path, name: str = "hv") -> RunSpec:
-    return RunSpec(
+def _spec(tmp_path: Path, name: str = "hv", **changes: Any) -> RunSpec:
+    spec = RunSpec(
         image="img:1",
         name=name,
         mounts=(Mount(str(tmp_path / "weights"), "/ckpts", True),),
@@ -85,6 +85,7 @@ def _spec(tmp_path: Path, name: str = "hv") -> RunSpec:
         tty=True,
         stdin_open=True,
     )
+    return with_identity(replace(spec, **changes))
 
 
 def test_up_pulls_a_missing_image_then_creates_and_starts(tmp_path: Path) -> None:
@@ -109,30 +110,47 @@ def test_pull_always_pulls_a_present_image() -> None:
     assert ensure_image(engine, "img:1", PullPolicy.MISSING) is False
 
 
-def test_up_reports_a_running_container_instead_of_duplicating(tmp_path: Path) -> None:
+def test_up_keeps_a_running_container_of_the_same_spec(tmp_path: Path) -> None:
     engine = FakeEngine(images={"img:1"})
     first = up(engine, _spec(tmp_path), profile_name="t2v", settle=0)
     second = up(engine, _spec(tmp_path), profile_name="t2v", settle=0)
-    assert second.action == "already-running"
+    assert second.action == "kept"
     assert second.container.id == first.container.id
     assert len(engine.by_id) == 1
 
 
-def test_up_names_an_exited_container_with_the_fix(tmp_path: Path) -> None:
+def test_up_starts_a_stopped_container_of_the_same_spec(tmp_path: Path) -> None:
     engine = FakeEngine(images={"img:1"})
     first = up(engine, _spec(tmp_path), profile_name="t2v", settle=0)
     engine.stop(first.container.id)
-    with pytest.raises(ContainerStateError) as caught:
-        up(engine, _spec(tmp_path), profile_name="t2v", settle=0)
-    assert "exited" in caught.value.message
-    assert "--replace" in caught.value.fix
+    again = up(engine, _spec(tmp_path), profile_name="t2v", settle=0)
+    assert again.action == "started" and again.container.id == first.container.id
+    assert again.container.running
 
 
-def test_up_replace_recreates(tmp_path: Path) -> None:
+def test_up_recreates_a_container_whose_spec_changed(tmp_path: Path) -> None:
     engine = FakeEngine(images={"img:1"})
     first = up(engine, _spec(tmp_path), profile_name="t2v", settle=0)
-    again = up(engine, _spec(tmp_path), profile_name="t2v", replace=True, settle=0)
-    assert again.action == "replaced"
+    again = up(engine, _spec(tmp_path, environment=(("FOO", "bar"),)), profile_name="t2v", settle=0)
+    assert again.action == "recreated"
+    assert again.plan is not None and again.plan.differences == ("env FOO added",)
+    assert list(engine.by_id) == [again.container.id] != [first.container.id]
+
+
+def test_up_no_recreate_keeps_the_differing_container(tmp_path: Path) -> None:
+    engine = FakeEngine(images={"img:1"})
+    first = up(engine, _spec(tmp_path), profile_name="t2v", settle=0)
+    changed = _spec(tmp_path, environment=(("FOO", "bar"),))
+    again = up(engine, changed, profile_name="t2v", no_recreate=True, settle=0)
+    assert again.action == "kept" and again.container.id == first.container.id
+    assert again.plan is not None and again.plan.differs
+
+
+def test_up_force_recreate_recreates(tmp_path: Path) -> None:
+    engine = FakeEngine(images={"img:1"})
+    first = up(engine, _spec(tmp_path), profile_name="t2v", settle=0)
+    again = up(engine, _spec(tmp_path), profile_name="t2v", force_recreate=True, settle=0)
+    assert again.action == "recreated"
     assert again.container.id != first.container.id
     assert list(engine.by_id) == [again.container.id]
 
@@ -144,8 +162,21 @@ def test_up_refuses_a_foreign_container_of_that_name(tmp_path: Path) -> None:
     )
     with pytest.raises(ContainerStateError) as caught:
         up(engine, _spec(tmp_path), profile_name="t2v", settle=0)
-    assert "not created by hvinfra" in caught.value.message
+    assert "did not create" in caught.value.message
     assert "docker rm -f hv" in caught.value.fix
+    assert engine.calls == []
+
+
+def test_down_refuses_a_foreign_container(tmp_path: Path) -> None:
+    engine = FakeEngine(images={"img:1"})
+    engine.by_id["x" * 64] = ContainerInfo(
+        id="x" * 64, name="hv", image="other", image_id="", status="running"
+    )
+    with pytest.raises(ContainerStateError) as caught:
+        down(engine, "hv")
+    assert caught.value.exit_code == 6
+    assert "docker rm -f hv" in caught.value.fix
+    assert engine.calls == [] and len(engine.by_id) == 1
 
 
 def test_a_failed_start_leaves_nothing_behind(tmp_path: Path) -> None:

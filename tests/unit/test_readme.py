@@ -37,3 +37,14 @@ def test_every_command_has_its_own_heading() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     assert "bash scripts/test.sh" in _section("Quick start")
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_readme_is_a_users_document_with_links_that_resolve() -> None:
+    assert len(README.splitlines()) <= 420
+    assert "## Contents" in README
+    assert "shared/" not in README  # nothing outside the repository
+    for target in re.findall(r"\]\(((?:docs|configs)/[^)#]+)", README):
+        assert (ROOT / target).exists(), target
+    for doc in (ROOT / "docs").glob("*.md"):
+        for target in re.findall(r"\]\(([\w./-]+)[)#]", doc.read_text()):
+            assert (doc.parent / target).exists(), f"{doc.name} -> {target}"

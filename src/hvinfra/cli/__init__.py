@@ -49,6 +49,9 @@ def _register() -> None:
     models_cmd.register(app)
     generate_cmd.register(app)
     images_cmd.register(app)
+    from hvinfra.cli import render_cmd
+
+    render_cmd.register(app)
     __import__("hvinfra.cli.batch_cmd", fromlist=["register"]).register(app)
 
 

@@ -54,7 +54,7 @@ def checks_table(results: list[CheckResult]) -> Table:
 
 
 def payload(profile: Profile, facts: Facts, results: list[CheckResult]) -> dict[str, Any]:
-    """doctor --json: documented in the README (GPU checks); bump JSON_SCHEMA on a change."""
+    """doctor --json: documented in docs/gpu-checks.md; bump JSON_SCHEMA on a change."""
     from hvinfra.checks import summary
     from hvinfra.records import gpu_system_as_dict
 

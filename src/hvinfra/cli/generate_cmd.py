@@ -381,6 +381,14 @@ def _print_dry_run(
     output.line(shlex.join(docker_exec))
 
 
+def _warn_if_differs(output: Any, plan: Any, profile_name: str) -> None:
+    if plan.differs:
+        output.warn(
+            f"container {plan.name} differs from the profile ({', '.join(plan.differences)});"
+            f" the job runs in it as it is (`hvinfra up {profile_name}` recreates it)"
+        )
+
+
 def _run(
     output: Any,
     kind: str,
@@ -422,6 +430,7 @@ def _run(
     container, started = ensure_container(
         engine, profile, no_up=v["no_up"], spec=spec,
         observe_pull=prepared_pull(engine, output, spec.image),
+        on_plan=lambda done: _warn_if_differs(output, done, profile.name),
     )  # fmt: skip
     if started:
         output.info(f"started {container.name} ({container.short_id})")

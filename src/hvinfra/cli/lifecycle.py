@@ -13,11 +13,13 @@ from hvinfra.cli.doctor import Fp8Opt, OffloadOpt
 from hvinfra.cli.images_cmd import LockOpt, SkipDiskOpt
 
 if TYPE_CHECKING:
+    from hvinfra.convergence import Plan
     from hvinfra.engine import DockerEngine
     from hvinfra.gpu import GpuProbe
     from hvinfra.output import Output
     from hvinfra.profiles import Profile
     from hvinfra.records import ContainerInfo
+    from hvinfra.spec import RunSpec
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
@@ -90,11 +92,22 @@ def register(app: typer.Typer) -> None:
         pull: str = typer.Option(
             "missing", "--pull", help="Pull the image: missing, always or never."
         ),
-        replace: bool = typer.Option(
-            False, "--replace", help="Remove an existing container of that name first."
+        force_recreate: bool = typer.Option(
+            False,
+            "--force-recreate",
+            "--replace",
+            help="Recreate the container even when it matches the profile.",
+        ),
+        no_recreate: bool = typer.Option(
+            False,
+            "--no-recreate",
+            help="Keep an existing container even when it differs from the profile (says how).",
         ),
         dry_run: bool = typer.Option(
-            False, "--dry-run", help="Print the equivalent `docker run` line; start nothing."
+            False,
+            "--dry-run",
+            help="Print the plan (create, start, keep, recreate) and the equivalent"
+            " `docker run` line; change nothing.",
         ),
         wait_timeout: float = typer.Option(
             60.0, "--wait-timeout", help="Seconds to wait for the container to run."
@@ -113,12 +126,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start the profile's container (detached, like the official `docker run -itd`).
 
-        Runs the checks of `hvinfra doctor` first and refuses to start when one fails.
+        Plans like docker compose: create it, start a stopped one, keep a running one that
+        matches the profile, recreate one that differs (and say how). Runs the checks of
+        `hvinfra doctor` first and refuses to start when one fails.
         """
         from hvinfra.argv import docker_run_argv, shell_line
         from hvinfra.cli.common import connect, load
         from hvinfra.cli.devices_mode import gpu_access_for
-        from hvinfra.errors import ProfileError
+        from hvinfra.errors import ExitCode, HvinfraError, ProfileError
         from hvinfra.host_gpu import HostProbe
         from hvinfra.launcher import PullPolicy
         from hvinfra.launcher import up as launch
@@ -126,6 +141,11 @@ def register(app: typer.Typer) -> None:
         from hvinfra.spec import build_run_spec
 
         output = Output(json_mode=as_json)
+        if force_recreate and no_recreate:
+            raise HvinfraError(
+                "--force-recreate and --no-recreate exclude each other", "choose one",
+                exit_code=ExitCode.USAGE,
+            )  # fmt: skip
         try:
             policy = PullPolicy(pull)
         except ValueError:
@@ -142,9 +162,15 @@ def register(app: typer.Typer) -> None:
             profile = _dry_run_gpus(output, profile, probe)
             spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
             argv = docker_run_argv(spec)
+            plan = _dry_run_plan(output, spec, force_recreate, no_recreate)
             if as_json:
-                output.data({"argv": argv, "line": shell_line(argv), "profile": profile.name})
+                output.data(
+                    {"argv": argv, "line": shell_line(argv), "profile": profile.name}
+                    | _plan_row(plan)
+                )
             else:
+                if plan is not None:
+                    output.line(f"# plan: {plan.describe()}")
                 output.line(shell_line(argv))
             return
         _warn_about_assets(output, profile, target)
@@ -166,8 +192,8 @@ def register(app: typer.Typer) -> None:
             engine, output, spec.image, entry=entry, skip_disk_check=skip_disk_check
         )
         result = launch(
-            engine, spec, profile_name=profile.name, pull=policy, replace=replace,
-            observe_pull=observer, wait_timeout=wait_timeout,
+            engine, spec, profile_name=profile.name, pull=policy, force_recreate=force_recreate,
+            no_recreate=no_recreate, observe_pull=observer, wait_timeout=wait_timeout,
         )  # fmt: skip
         mismatch = lock_mismatch(entry, spec.image, engine.image(spec.image)) if entry else None
         if mismatch:
@@ -180,14 +206,22 @@ def register(app: typer.Typer) -> None:
             "pulled": result.pulled,
             "lock_mismatch": mismatch,
         }
+        row |= _plan_row(result.plan)
         if as_json:
             output.data(row)
             return
-        verb = {"already-running": "already running", "replaced": "replaced and started"}.get(
-            result.action, "started"
-        )
+        if result.plan is not None and result.plan.differs and result.action == "kept":
+            output.warn(
+                f"{row['name']} differs from the profile: {', '.join(result.plan.differences)};"
+                f" kept as it is (--no-recreate). `hvinfra up {profile.name}` recreates it"
+            )
+        verb = {
+            "kept": "already running, unchanged",
+            "recreated": "recreated and started",
+        }.get(result.action, "started")
+        why = f"  [dim]({result.plan.reason})[/dim]" if result.plan and result.plan.reason else ""
         output.out.print(
-            f"[green]{verb}[/green] {row['name']} ({row['id']})\n"
+            f"[green]{verb}[/green] {row['name']} ({row['id']}){why}\n"
             f"  image  {row['image']}  [dim]{row['image_id'][:19]}[/dim]\n"
             f"  digest {row['image_digest'] or '(none: built or loaded here)'}\n"
             f"  gpus   {row['gpus'] or 'none'}\n"
@@ -280,10 +314,12 @@ def register(app: typer.Typer) -> None:
         sink = sys.stdout.buffer
         try:
             for chunk in engine.logs(
-                info.id, follow=follow, tail=tail, since=since, timestamps=timestamps
+                info.id, follow=follow, tail=tail, since=since, timestamps=timestamps, tty=info.tty
             ):
                 sink.write(chunk)
-                sink.flush()
+                if follow:
+                    sink.flush()
+            sink.flush()
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 
@@ -363,6 +399,33 @@ def register(app: typer.Typer) -> None:
         argv = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash; else exec sh; fi"]
         code = _run_exec(target, profile_file, sets, name, argv, interactive=True)
         raise typer.Exit(code)
+
+
+def _plan_row(plan: Plan | None) -> dict[str, Any]:
+    if plan is None:
+        return {"plan": None}
+    return {
+        "plan": {
+            "kind": plan.kind.value,
+            "reason": plan.reason,
+            "differences": list(plan.differences),
+        }
+    }
+
+
+def _dry_run_plan(
+    output: Output, spec: RunSpec, force_recreate: bool, no_recreate: bool
+) -> Plan | None:
+    """The plan `up` would carry out; None (with a note) when the engine does not answer."""
+    from hvinfra.cli.common import connect
+    from hvinfra.errors import HvinfraError
+    from hvinfra.launcher import plan_up
+
+    try:
+        return plan_up(connect(), spec, force_recreate=force_recreate, no_recreate=no_recreate)
+    except HvinfraError as error:
+        output.note(f"note: no plan: {error.message.splitlines()[0]}")
+        return None
 
 
 def _dry_run_gpus(output: Output, profile: Profile, probe: GpuProbe) -> Profile:

@@ -312,6 +312,6 @@ def exec_env(plan: JobPlan, container_gpus: str) -> dict[str, str]:
     raise RequestInvalid(
         f"the job asks for GPUs {wanted}, but container {plan.container} was started with"
         f" GPUs {container_gpus or 'none'}",
-        f"restart it with those GPUs (`hvinfra up {plan.kind} --gpus {wanted} --replace`), or"
-        f" leave out --gpus",
+        f"`hvinfra up {plan.kind} --gpus {wanted}` recreates it with those GPUs, or leave out"
+        " --gpus",
     )

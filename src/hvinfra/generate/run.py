@@ -16,7 +16,7 @@ import signal
 import tarfile
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, Protocol
 
 from hvinfra import __version__
 from hvinfra.checks import CheckResult
+from hvinfra.convergence import Plan
 from hvinfra.errors import HvinfraError, Interrupted, JobFailed, PreflightFailed
 from hvinfra.generate.plan import JobPlan, exec_env, official_file_name_bytes
 from hvinfra.generate.progress import LineSplitter, Step, failure_hint, parse_step, saved_path
@@ -222,16 +223,23 @@ def ensure_container(
     no_up: bool,
     observe_pull: PullObserver = consume,
     spec: RunSpec | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> tuple[ContainerInfo, bool]:
-    """The running container for the job, started with `up` semantics unless --no-up.
-    `spec` is the profile's RunSpec as the CLI built it (devices mode adds device nodes)."""
+    """The running container for the job, brought up with `up`'s plan unless --no-up.
+
+    `spec` is the profile's RunSpec as the CLI built it (devices mode adds device nodes). A job
+    never recreates a container: one that differs from the spec is kept (`on_plan` hears how it
+    differs); a stopped one is started. Returns the container and whether this call started it.
+    """
     if no_up:
         return require_container(engine, profile.container_name, profile.name, running=True), False
     result = up(
         engine, spec or build_run_spec(profile), profile_name=profile.name,
-        observe_pull=observe_pull,
+        observe_pull=observe_pull, no_recreate=True,
     )  # fmt: skip
-    return result.container, result.action != "already-running"
+    if on_plan is not None and result.plan is not None:
+        on_plan(result.plan)
+    return result.container, result.action != "kept"
 
 
 def _tar_of(copies: Sequence[tuple[str, str]]) -> bytes:

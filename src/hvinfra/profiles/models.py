@@ -211,6 +211,53 @@ class RewriteSettings(_Strict):
     timeout: float = 120.0
 
 
+class Toleration(_Strict):
+    """A Kubernetes toleration, as the pod spec writes it (snake_case here)."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class KubernetesSettings(_Strict):
+    """What `hvinfra render k8s` needs beyond the container: storage, scheduling, limits."""
+
+    namespace: str | None = None
+    storage: Literal["hostpath", "pvc"] = "hostpath"
+    claim: str = "hunyuanvideo"  # storage pvc: one claim, each volume at a subPath of its name
+    gpus: int | None = None  # per pod; None: the profile's GPU list length, else 1
+    gpu_resource: str = "nvidia.com/gpu"
+    shm_size: ByteSize = 64 * 1024**3  # the memory-backed /dev/shm in place of host IPC
+    host_ipc: bool = False  # the official --ipc=host, as hostIPC (shares the node's IPC)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    runtime_class: str | None = None  # e.g. nvidia, where the GPU operator asks for it
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    parallelism: int | None = Field(default=None, ge=1)  # indexed Job: pods at once
+    backoff_limit: int = Field(default=0, ge=0)
+
+
+class SlurmSettings(_Strict):
+    """What `hvinfra render slurm` puts in the sbatch script."""
+
+    partition: str | None = None
+    account: str | None = None
+    time: Annotated[str, BeforeValidator(str)] = "02:00:00"  # sbatch --time: minutes or D-HH:MM:SS
+    gpus: int = Field(default=1, ge=1)  # GPUs per task
+    gpu_flag: Literal["gres", "gpus"] = "gres"  # --gres=gpu:K or --gpus=K
+    gres_name: str = "gpu"  # e.g. gpu:h200 where the cluster types its GPUs
+    cpus_per_task: int | None = Field(default=None, ge=1)
+    mem: str | None = None
+    max_parallel: int | None = Field(default=None, ge=1)  # array throttle: --array=0-N%M
+    runtime: Literal["docker", "pyxis"] = "docker"
+    hvinfra: str = "hvinfra"  # the command on the nodes (docker runtime)
+    log_dir: str = "slurm-logs"
+    out_dir: str = "outputs"
+    directives: list[str] = Field(default_factory=list)  # extra #SBATCH lines, verbatim
+
+
 class Profile(_Strict):
     """A resolved profile: everything needed to start one HunyuanVideo container."""
 
@@ -243,6 +290,8 @@ class Profile(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     models: ModelsConfig | None = None
     rewrite: RewriteSettings = Field(default_factory=RewriteSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
 
     @field_validator("container_name")
     @classmethod

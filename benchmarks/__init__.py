@@ -1,0 +1,1 @@
+"""Paired benchmarks: hvinfra against the docker CLI and bare docker-py (`python -m benchmarks`)."""
