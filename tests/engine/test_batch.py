@@ -120,6 +120,7 @@ def test_an_interrupted_batch_is_consistent_and_a_rerun_resumes_it(
     summary = run.summary()
     assert summary["counts"]["skipped_done"] == 1 and summary["counts"]["done"] == 4  # type: ignore[index]
     assert len(list(run.out.glob("*.mp4"))) == 4
+    assert not list(run.out.glob("*-2.*"))  # the interrupted line's rerun kept its names
     edited = run.write("p.jsonl", [{"prompt": "a cat", "seed": 9, "steps": 1}, *lines()])
     third = run.batch(edited, "--no-reuse", "--json")
     assert json.loads(third.stdout)["counts"]["done_now"] == 1  # the edited line runs again

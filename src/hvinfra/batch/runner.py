@@ -75,6 +75,8 @@ def run_batch(
     )  # fmt: skip
     for item in plan.to_run:
         assert item.line.request is not None and item.line.request.seed is not None
+        for suffix in (".mp4", ".json", ".log"):  # a line's names are its own: a rerun replaces
+            (out_dir / f"{item.stem}{suffix}").unlink(missing_ok=True)
         manifest.prepare(
             Entry(line=item.line.number, hash=item.hash, stem=item.stem,
                   prompt=item.line.request.prompt, seed=item.line.request.seed)
