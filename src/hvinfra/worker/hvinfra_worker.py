@@ -105,8 +105,9 @@ class Worker:
         key = self.load_key(args)
         if self.sampler is not None and key == self.loaded_with:
             return 0.0
-        changed = sorted(k for k in key if self.loaded_with.get(k) != key[k])
-        self.emit("loading", id=request_id, reload=self.sampler is not None, changed=changed)
+        reload = self.sampler is not None
+        changed = sorted(k for k in key if reload and self.loaded_with.get(k) != key[k])
+        self.emit("loading", id=request_id, reload=reload, changed=changed)
         self.sampler = None
         root = Path(args.model_base)
         if not root.exists():
