@@ -57,7 +57,7 @@ def main() -> int:
     spec.loader.exec_module(module)
     worker = module.Worker(kind, sys.stdout)
     reason = worker.probe()
-    print(f"probe: {'ok' if not reason else reason}")
+    print(f"probe: {reason or 'ok'}")
     if reason:
         return 1
     calls: list[dict[str, Any]] = []
