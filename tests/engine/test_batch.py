@@ -40,8 +40,8 @@ class Batch(Job):
         path.write_text("".join(json.dumps(line) + "\n" for line in lines))
         return path
 
-    def batch_argv(self, source: Path, *args: str) -> list[str]:
-        argv = self.argv("t2v", str(source), *args)
+    def batch_argv(self, source: Path, *args: str, kind: str = "t2v") -> list[str]:
+        argv = self.argv(kind, str(source), *args)
         argv[argv.index("generate")] = "batch"
         return argv
 
@@ -160,6 +160,23 @@ def test_two_gpus_get_one_worker_each(run: Batch) -> None:
     assert sorted(by_gpu) == ["0", "1"]  # CUDA_VISIBLE_DEVICES per worker
     assert all(len(pids) == 1 for pids in by_gpu.values())  # one worker (one load) per GPU
     assert run.summary()["workers"] == 2
+
+
+@pytest.mark.parametrize("reuse", ["--reuse", "--no-reuse"])
+def test_i2v_csv_lines_copy_their_own_image_in(run: Batch, tmp_path: Path, reuse: str) -> None:
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(f"PNG {name}".encode())
+    source = tmp_path / "shots.csv"
+    source.write_text("prompt,image,seed,steps\nshe smiles,a.png,1,2\nhe waves,b.png,2,2\n")
+    argv = run.batch_argv(source, reuse, "--resolution", "540p", "--dynamic", kind="i2v")
+    result = subprocess.run(argv, env=run.env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    copies = set()
+    for sidecar in run.sidecars():
+        assert sidecar["request"]["mode"] == "dynamic"  # type: ignore[index]
+        folder = run.outputs / Path(sidecar["output"]["container_path"]).parent.name  # type: ignore[index]
+        copies.add((folder / "input.copy").read_bytes())
+    assert copies == {b"PNG a.png", b"PNG b.png"}
 
 
 def test_dry_run_prints_the_plan_and_starts_nothing(
