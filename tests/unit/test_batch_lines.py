@@ -60,7 +60,7 @@ def test_line_values_win_over_command_line_defaults(tmp_path: Path) -> None:
 
 def test_errors_name_file_and_line_and_the_nearest_valid_values(tmp_path: Path) -> None:
     path = write(tmp_path, "p.jsonl", '{"prompt": "ok"}\n{"prompt": "x", "frames": 30}\n'
-                 '{"prompt": "x", "frame": 33}\nnot json\n'
+                 '{"prompt": "x", "frame": 33}\n{"prompt": "x",\n'
                  '{"prompt": "x", "resolution": "4k"}\n')  # fmt: skip
     with pytest.raises(BatchFileError) as caught:
         require_valid(path, read_batch(path, "t2v", {}), skip_invalid=False)
@@ -113,3 +113,15 @@ def test_i2v_lines_resolve_images_beside_the_file_and_hash_their_content(tmp_pat
 def test_an_empty_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BatchFileError, match="no lines to run"):
         read_batch(write(tmp_path, "p.txt", "# only a comment\n\n"), "t2v", {})
+
+
+def test_files_that_render_accepts_are_batch_files_too(tmp_path: Path) -> None:
+    """`hvinfra render` tasks call `hvinfra batch --shard` on the same file: bare prompts between
+    JSON lines and the `mode` key read the same here."""
+    (tmp_path / "a.png").write_bytes(b"png")
+    path = write(tmp_path, "p.jsonl", '{"prompt": "x", "image": "a.png", "mode": "dynamic"}\n'
+                 "a bare prompt\n")  # fmt: skip
+    lines = read_batch(path, "i2v", {"image": str(tmp_path / "a.png")})
+    assert [line.error for line in lines] == ["", ""]
+    assert lines[0].request and lines[0].request.mode == "dynamic"  # type: ignore[union-attr]
+    assert lines[1].request and lines[1].request.prompt == "a bare prompt"

@@ -1,8 +1,9 @@
 """A batch file -> validated generation requests, one per line. Pure apart from reading the file
 (and, for image-to-video, hashing the input images).
 
-Three formats: JSONL (one object per line, keys are `generate`'s long option names), CSV with a
-header of the same names, and plain text (one prompt per line). Every line goes through the
+Three formats: JSONL (one object per line, keys are `generate`'s long option names; a line that
+is not an object is a bare prompt, as `hvinfra render` reads the same files), CSV with a header
+of the same names, and plain text (one prompt per line). Every line goes through the
 same request model as `hvinfra generate`; errors name the file and the line.
 """
 
@@ -42,6 +43,7 @@ I2V_KEYS = {
     "dynamic": "dynamic",
     "lora": "lora",
     "lora-scale": "lora_scale",
+    "mode": "mode",  # stability | dynamic, as `hvinfra render` lines spell it
 }
 FORMATS = ("jsonl", "csv", "text")
 SEED_RANGE = 2**31
@@ -105,7 +107,7 @@ def _raw_rows(path: Path, text: str, fmt: str) -> list[tuple[int, dict[str, Any]
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        if fmt == "text":
+        if fmt == "text" or not stripped.startswith("{"):  # a bare prompt (as render reads it)
             rows.append((number, {"prompt": stripped}))
             continue
         try:
@@ -146,10 +148,8 @@ def _fields(
         dynamic = _truthy(fields.pop("dynamic", False))
         if stability and dynamic:
             raise ValueError("stability and dynamic exclude each other")
-        if dynamic:
-            fields["mode"] = "dynamic"
-        elif stability:
-            fields["mode"] = "stability"
+        if dynamic or stability:
+            fields["mode"] = "dynamic" if dynamic else "stability"
         for name in ("image", "lora"):
             if isinstance(fields.get(name), str) and fields[name]:
                 fields[name] = str((base / Path(fields[name]).expanduser()).resolve())
