@@ -179,6 +179,21 @@ def test_i2v_csv_lines_copy_their_own_image_in(run: Batch, tmp_path: Path, reuse
     assert copies == {b"PNG a.png", b"PNG b.png"}
 
 
+def test_an_image_without_a_working_worker_falls_back_to_one_script_per_line(
+    tmp_path: Path,
+    hv_env: dict[str, str],
+    generate_image: str,  # noqa: F811
+) -> None:
+    plain = Batch(tmp_path, hv_env, generate_image)  # python3 is only the fake sample script
+    source = plain.write("p.jsonl", lines("a cat", "a dog"))
+    result = plain.batch(source, "--reuse")
+    assert result.returncode == 0, result.stderr
+    assert "cannot be loaded once per worker here" in result.stderr
+    assert "running one sample script per line" in result.stderr
+    assert len(list(plain.out.glob("*.mp4"))) == 2
+    assert all("worker" not in sidecar for sidecar in plain.sidecars())
+
+
 def test_dry_run_prints_the_plan_and_starts_nothing(
     run: Batch, docker_client: docker.DockerClient
 ) -> None:
