@@ -49,6 +49,20 @@ class Batch(Job):
         return subprocess.run(self.batch_argv(source, *args), env=self.env, capture_output=True,
                               text=True, timeout=180)  # fmt: skip
 
+    def stop_at(self, source: Path, marker: str, sig: int, *args: str) -> tuple[int, str]:
+        """Start the batch, send `sig` once `marker` shows on stderr; exit code, stderr."""
+        proc = subprocess.Popen(self.batch_argv(source, *args), env=self.env,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert proc.stderr is not None
+        seen, deadline = "", time.monotonic() + 90
+        while marker not in seen:
+            line = proc.stderr.readline()
+            assert line and time.monotonic() < deadline, seen
+            seen += line
+        proc.send_signal(sig)
+        rest = proc.stderr.read()
+        return proc.wait(timeout=60), seen + rest
+
     def manifest(self) -> dict[int, dict[str, object]]:
         data = json.loads((self.out / "batch.json").read_text())
         return {line["line"]: line for line in data["lines"]}
@@ -99,17 +113,8 @@ def test_an_interrupted_batch_is_consistent_and_a_rerun_resumes_it(
     run: Batch, docker_client: docker.DockerClient
 ) -> None:
     source = run.write("p.jsonl", lines("a cat", *["STANDIN_SLOW"] * 3, steps=4))
-    proc = subprocess.Popen(run.batch_argv(source, "--no-reuse"), env=run.env,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert proc.stderr is not None
-    seen, deadline = "", time.monotonic() + 90
-    while "line 2: step 1/4" not in seen:
-        line = proc.stderr.readline()
-        assert line and time.monotonic() < deadline, seen
-        seen += line
-    proc.send_signal(signal.SIGINT)
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=60) == 130, seen + rest
+    code, stderr = run.stop_at(source, "line 2: step 1/4", signal.SIGINT, "--no-reuse")
+    assert code == 130, stderr
     manifest = run.manifest()
     assert manifest[1]["state"] == "done"
     assert all(manifest[n]["state"] == "pending" for n in (2, 3, 4)), manifest
@@ -130,17 +135,9 @@ def test_kill_stops_a_worker_that_ignores_sigint_and_leaves_nothing_running(
     run: Batch, docker_client: docker.DockerClient
 ) -> None:
     source = run.write("p.jsonl", lines("STANDIN_STUBBORN", steps=30))
-    argv = run.batch_argv(source, "--reuse", "--stop-timeout", "2")
-    proc = subprocess.Popen(argv, env=run.env, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    seen, deadline = "", time.monotonic() + 90
-    while "line 1: step 1/30" not in seen:
-        line = proc.stderr.readline()
-        assert line and time.monotonic() < deadline, seen
-        seen += line
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=60) == 130, seen + rest
+    args = ("--reuse", "--stop-timeout", "2")
+    code, stderr = run.stop_at(source, "line 1: step 1/30", signal.SIGTERM, *args)
+    assert code == 130, stderr
     assert run.manifest()[1]["state"] == "pending"
     alive = run.exec(docker_client, "ps", "-o", "pid,args")
     assert "fake-hvinfra-worker" not in alive and "sleep" not in alive, alive
