@@ -288,8 +288,9 @@ def _print_plan(output: Any, plan: Any, out_dir: Path, shard: Any) -> None:
         return
     where = f" (shard {shard})" if shard else ""
     table = Table(title=f"batch plan: {plan.source} -> {out_dir}{where}")
-    for column in ("line", "action", "size", "frames", "steps", "seed", "output"):
-        table.add_column(column)
+    for column in ("line", "action", "size", "frames", "steps", "seed"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("output (.mp4/.json/.log)", overflow="fold")
     for row in rows:
         action = {"run": "run", "done": "skip (done)", "failed": "skip (failed)"}[row["action"]]
         table.add_row(
