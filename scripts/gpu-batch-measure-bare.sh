@@ -14,6 +14,7 @@
 #   MEASURE_SITE    extra site folder: the runner's stand-ins (flash_attn, deepspeed, imageio_ffmpeg)
 #   MEASURE_SYNTH   synth_weights.py (writes the synthetic tree)
 #   MEASURE_WORKER  hvinfra_worker.py ($REPO/src/hvinfra/worker/hvinfra_worker.py)
+#   MEASURE_BUDGET_S  per-line runs that would end later than this after the start are left out
 # Output: $OUT/measure.log, $OUT/batch-measure.json (seconds per video both ways, load share).
 set -uo pipefail
 
@@ -29,6 +30,7 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/measure.log") 2>&1
 W="$(mktemp -d /tmp/hv-batch-measure.XXXXXX)"
 T0=$SECONDS
+export MEASURE_DEADLINE=$(( $(date +%s) + ${MEASURE_BUDGET_S:-330} ))  # per-line stops in time
 trap 'rm -rf "$W"' EXIT
 step() { printf '\n=== [%4ds] %s\n' $((SECONDS - T0)) "$*"; }
 
@@ -55,9 +57,9 @@ if [ "$GPUS" -ge 2 ]; then
     PL=$!
     CUDA_VISIBLE_DEVICES=1 "$PY" "$DRIVER" reuse "$W/runs" "$WORKER"
     wait $PL
-else
-    "$PY" "$DRIVER" per-line "$W/runs"
+else  # the worker first: the per-line runs fill what time is left
     "$PY" "$DRIVER" reuse "$W/runs" "$WORKER"
+    "$PY" "$DRIVER" per-line "$W/runs"
 fi
 ls -l "$W"/runs/videos-per-line "$W"/runs/videos-reuse
 

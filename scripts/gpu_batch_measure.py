@@ -10,6 +10,7 @@ Four lines at 540p (544x960), 33 frames, 5 steps, seeds 1-4: the arguments hvinf
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,8 +24,14 @@ def argv_of(seed: int, save: Path) -> list[str]:
 
 
 def per_line(out: Path) -> None:
-    runs = []
+    """Up to four runs; stops early when the next would end past $MEASURE_DEADLINE (epoch s)."""
+    deadline = float(os.environ.get("MEASURE_DEADLINE", "inf"))
+    runs: list[dict[str, float]] = []
     for seed in range(1, 5):
+        last = runs[-1]["seconds"] if runs else 0.0
+        if time.time() + last * 1.1 > deadline:
+            print(f"per-line: stopped before video {seed} (time budget)", flush=True)
+            break
         started = time.monotonic()
         with open(out / f"per-line-{seed}.log", "w") as log:
             code = subprocess.call([sys.executable, "sample_video.py",
