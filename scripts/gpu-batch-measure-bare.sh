@@ -50,7 +50,7 @@ cd "$W/code" || exit 1
 step "synthetic weights (real shapes, random values)"
 "$PY" "$SYNTH" t2v --weights "$W/ckpts" || exit 1
 
-DRIVER="$REPO/scripts/gpu_batch_measure.py"
+DRIVER="$(cd "$(dirname "$0")" && pwd)/gpu_batch_measure.py"  # beside this script
 step "per-line and reuse ($GPUS GPU(s))"
 if [ "$GPUS" -ge 2 ]; then
     CUDA_VISIBLE_DEVICES=0 "$PY" "$DRIVER" per-line "$W/runs" &
