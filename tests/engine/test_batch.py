@@ -201,3 +201,42 @@ def test_dry_run_prints_the_plan_and_starts_nothing(
     assert [line["action"] for line in plan["lines"]] == ["run", "run"]
     assert [w["gpus"] for w in plan["workers"]] == [["0"], ["1"]]
     assert docker_client.containers.list(all=True, filters={"name": run.name}) == []
+
+
+def test_the_pool_cancels_one_job_and_runs_the_next(
+    run: Batch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The WorkerPool API that `hvinfra serve` reuses, in process, on the batch's container."""
+    from hvinfra.batch.plan import Slot
+    from hvinfra.batch.pool import Job, WorkerPool
+    from hvinfra.engine import DockerEngine
+    from hvinfra.errors import Interrupted
+    from hvinfra.generate.request import make_request
+    from hvinfra.profiles import load_profile
+
+    warm = run.write("p.jsonl", lines("warm up", steps=1))
+    argv = run.batch_argv(warm, "--reuse")
+    assert subprocess.run(argv, env=run.env, capture_output=True).returncode == 0
+    monkeypatch.setenv("DOCKER_HOST", run.env["DOCKER_HOST"])
+    engine = DockerEngine.from_env()
+    container = engine.container(run.name)
+    assert container is not None
+    sets = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--set"]
+    profile = load_profile("t2v", sets=sets).profile
+    pool = WorkerPool(engine, container, profile, [Slot("gpu", None)], kind="t2v", reuse=True)
+    pool.start()
+    slow = Job("j-slow", make_request("t2v", prompt="STANDIN_SLOW", seed=1, steps=30), "s", run.out)
+    quick = Job("j-quick", make_request("t2v", prompt="a cat", seed=2, steps=1), "q", run.out)
+    queued = Job("j-queued", make_request("t2v", prompt="a dog", seed=3, steps=1), "d", run.out)
+    futures = [pool.submit(job) for job in (slow, quick, queued)]
+    assert pool.cancel_job("j-queued")  # still queued: dropped
+    deadline = time.monotonic() + 60
+    while not (run.out / "s.log").exists() or "1/30" not in (run.out / "s.log").read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert pool.cancel_job("j-slow")
+    stopped, done = futures[0].result(timeout=60), futures[1].result(timeout=60)
+    pool.stop()
+    assert isinstance(stopped.error, Interrupted)
+    assert done.ok and (run.out / "q.mp4").is_file()
+    assert futures[2].cancelled() and not (run.out / "d.mp4").exists()

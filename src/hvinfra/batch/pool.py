@@ -1,6 +1,6 @@
 """A pool of generation workers over one running container: one worker per slot (a GPU, or a
 group of GPUs for xDiT), each taking the next job. Reused by `hvinfra batch` and meant for
-`hvinfra serve`: start(), submit(job) -> Future, cancel(), stop().
+`hvinfra serve`: start(), submit(job) -> Future, cancel_job(id), cancel(), stop().
 
 Two kinds of worker:
 - reuse: hvinfra_worker.py runs in the container, loads the official sampler once and takes
@@ -263,6 +263,9 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._workers: dict[str, ContainerWorker] = {}
         self._current: dict[str, str] = {}  # slot -> pidfile of its running job
+        self._futures: dict[str, Future[JobOutcome]] = {}  # job id -> its future
+        self._running: dict[str, str] = {}  # job id -> slot running it
+        self._stopped: set[str] = set()  # job ids stopped by cancel_job
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
 
@@ -276,8 +279,29 @@ class WorkerPool:
 
     def submit(self, job: Job) -> Future[JobOutcome]:
         future: Future[JobOutcome] = Future()
+        with self._lock:
+            self._futures[job.job_id] = future
         self._queue.put((job, future))
         return future
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel one job: dropped if still queued; SIGINT to its process tree if running (an
+        in-container worker exits with it and starts again for the next job). False when the
+        job is unknown or already finished."""
+        with self._lock:
+            future = self._futures.get(job_id)
+            slot = self._running.get(job_id)
+            pidfile = self._current.get(slot, "") if slot else ""
+        if future is None or future.done():
+            return False
+        if future.cancel():
+            return True
+        if pidfile:
+            with self._lock:
+                self._stopped.add(job_id)
+            _signal_tree(self.engine, self.container.id, pidfile, "INT")
+            return True
+        return False
 
     def cancel(self) -> None:
         """Stop every running job (SIGINT to its process tree, SIGKILL after stop_timeout);
@@ -330,6 +354,8 @@ class WorkerPool:
                 return
             job, future = item
             if self._cancelled.is_set() or not future.set_running_or_notify_cancel():
+                with self._lock:
+                    self._futures.pop(job.job_id, None)
                 continue
             try:
                 future.set_result(self._run(slot, job))
@@ -337,6 +363,17 @@ class WorkerPool:
                 future.set_exception(exc)
 
     def _run(self, slot: Slot, job: Job) -> JobOutcome:
+        with self._lock:
+            self._running[job.job_id] = slot.name
+        try:
+            return self._run_job(slot, job)
+        finally:
+            with self._lock:
+                self._running.pop(job.job_id, None)
+                self._futures.pop(job.job_id, None)
+                self._stopped.discard(job.job_id)
+
+    def _run_job(self, slot: Slot, job: Job) -> JobOutcome:
         outcome = JobOutcome(job, slot.name)
         request = job.request.model_copy(
             update={"gpus": list(slot.gpus) if slot.gpus is not None else None}
@@ -368,7 +405,8 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._current.pop(slot.name, None)
-        if outcome.error is not None and self._cancelled.is_set():
+        stopped = self._cancelled.is_set() or job.job_id in self._stopped
+        if outcome.error is not None and stopped:
             outcome.error = Interrupted("interrupted", "rerun the same command to resume")
         if outcome.result is not None and job.extra:
             outcome.result.sidecar.update(job.extra)
