@@ -1,5 +1,6 @@
 """Gathers what `assets.check_assets` judges: file sizes under the weights folder and the code
-folder's git state. Reads only; git runs as an argv list, never through a shell."""
+folder's git state, and runs the check over them. Reads only; git runs as an argv list, never
+through a shell."""
 
 from __future__ import annotations
 
@@ -9,8 +10,19 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from hvinfra.assets import CodeState, TreeSnapshot, is_glob
-from hvinfra.profiles.models import ModelsConfig
+from hvinfra.assets import (
+    AssetRow,
+    CodeState,
+    FixContext,
+    TreeSnapshot,
+    check_assets,
+    failed,
+    host_dirs,
+    is_glob,
+    overall_fix,
+)
+from hvinfra.errors import AssetsMissing
+from hvinfra.profiles.models import ModelsConfig, Profile
 
 GIT_TIMEOUT = 60
 # git must never stop to ask for a password: a private URL fails with a message instead.
@@ -33,6 +45,19 @@ def run_git(
     )  # fmt: skip
 
 
+def holds_no_files(path: Path) -> bool:
+    """True when `path` holds nothing but (nested) empty folders, such as the `ckpts/` mount
+    point that `up` makes inside the code folder: git can check out over those."""
+    for root, dirs, files in os.walk(path, onerror=_raise):
+        if files or any(Path(root, name).is_symlink() for name in dirs):
+            return False
+    return True
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def code_state(path: Path, sample_script: str) -> CodeState:
     shown = str(path)
     if not path.exists():
@@ -40,7 +65,7 @@ def code_state(path: Path, sample_script: str) -> CodeState:
     if not path.is_dir():
         return CodeState(path=shown, exists=True, empty=False)
     try:
-        empty = not any(path.iterdir())
+        empty = holds_no_files(path)
     except OSError as exc:
         return CodeState(path=shown, exists=True, error=f"cannot read {shown}: {exc.strerror}")
     script = (path / sample_script).is_file()
@@ -108,3 +133,37 @@ def _index_refs(path: Path) -> tuple[str, ...] | None:
     if not isinstance(weight_map, dict):
         return None
     return tuple(sorted({str(v) for v in weight_map.values()}))
+
+
+# -- entry points for other commands: gather, then judge ------------------------------------
+def assets_report(profile: Profile, fix: FixContext | None = None) -> list[AssetRow]:
+    """Check the profile's code and weights folders on this host (reads the disk and git).
+
+    Returns no rows for a profile without a `models` section.
+    """
+    if profile.models is None:
+        return []
+    code_dir, weights_dir = host_dirs(profile)
+    fix = fix or FixContext(profile.name)
+    models = profile.models
+    return check_assets(
+        models,
+        code_state(code_dir, models.code.sample_script),
+        weights_snapshot(weights_dir, models),
+        fix,
+    )
+
+
+def require_assets(profile: Profile, fix: FixContext | None = None) -> list[AssetRow]:
+    """Raise AssetsMissing (exit code 11) when a required piece is not ready; else the rows."""
+    fix = fix or FixContext(profile.name)
+    rows = assets_report(profile, fix)
+    bad = failed(rows)
+    if bad:
+        listed = ", ".join(f"{row.piece} ({row.state.value})" for row in bad)
+        raise AssetsMissing(
+            f"model assets for {profile.name} are not ready: {listed}"
+            f"\n  `hvinfra models check {fix.target}` shows each piece",
+            overall_fix(rows, fix),
+        )
+    return rows

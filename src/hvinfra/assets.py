@@ -2,9 +2,9 @@
 is missing, and the one command that fixes each piece.
 
 The check is a pure function over records (`CodeState`, `TreeSnapshot`) that `asset_probe`
-gathers from the disk and git. Other commands use the two entry points at the bottom:
-`assets_report(profile)` (rows, for `doctor` and the `up` warning) and `require_assets(profile)`
-(raises AssetsMissing, for `generate`).
+gathers from the disk and git; `asset_probe.assets_report(profile)` (rows, for `doctor` and the
+`up` warning) and `asset_probe.require_assets(profile)` (raises AssetsMissing, for `generate`)
+put the two together.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from hvinfra.errors import AssetsMissing, ProfileError
+from hvinfra.errors import ProfileError
 from hvinfra.profiles.models import ModelsConfig, Profile, WeightPiece
 
 CODE_VOLUME = "code"
@@ -327,41 +327,6 @@ def host_dirs(profile: Profile) -> tuple[Path, Path]:
         Path(profile.volumes[CODE_VOLUME].host),
         Path(profile.volumes[WEIGHTS_VOLUME].host),
     )
-
-
-def assets_report(profile: Profile, fix: FixContext | None = None) -> list[AssetRow]:
-    """Check the profile's code and weights folders on this host (reads the disk and git).
-
-    Returns no rows for a profile without a `models` section.
-    """
-    from hvinfra.asset_probe import code_state, weights_snapshot
-
-    if profile.models is None:
-        return []
-    code_dir, weights_dir = host_dirs(profile)
-    fix = fix or FixContext(profile.name)
-    models = profile.models
-    return check_assets(
-        models,
-        code_state(code_dir, models.code.sample_script),
-        weights_snapshot(weights_dir, models),
-        fix,
-    )
-
-
-def require_assets(profile: Profile, fix: FixContext | None = None) -> list[AssetRow]:
-    """Raise AssetsMissing (exit code 11) when a required piece is not ready; else the rows."""
-    fix = fix or FixContext(profile.name)
-    rows = assets_report(profile, fix)
-    bad = failed(rows)
-    if bad:
-        listed = ", ".join(f"{row.piece} ({row.state.value})" for row in bad)
-        raise AssetsMissing(
-            f"model assets for {profile.name} are not ready: {listed}"
-            f"\n  `hvinfra models check {fix.target}` shows each piece",
-            overall_fix(rows, fix),
-        )
-    return rows
 
 
 def format_rows_plain(rows: Sequence[AssetRow]) -> list[str]:

@@ -87,6 +87,7 @@ _LISTED = {  # list-valued keys compared as sets: name each added/removed item
     "security_opt": "security-opt",
     "cap_add": "cap-add",
     "ulimits": "ulimit",
+    "gpu_ids": "gpu",
 }
 
 

@@ -7,7 +7,8 @@ import contextlib
 import os
 import re
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import docker
 import docker.auth as docker_auth
 import docker.errors
 import requests
+import urllib3
 from docker.types import DeviceRequest, Ulimit
 
 from hvinfra.errors import (
@@ -171,9 +173,15 @@ def classify(text: str, context: str = "", registry: str = "") -> HvinfraError |
 
 
 def _daemon_url(client: Any) -> str:
+    """The daemon address as the user set it: DOCKER_HOST, never docker-py's internal
+    `http+docker://localhost` for unix sockets."""
+    configured = os.environ.get("DOCKER_HOST")
+    base = ""
     with contextlib.suppress(AttributeError):
-        return str(client.api.base_url)
-    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        base = str(client.api.base_url)
+    if configured or not base or base.startswith("http+docker://"):
+        return configured or "unix:///var/run/docker.sock"
+    return base
 
 
 def _unreachable(exc: BaseException, host: str) -> HvinfraError:
@@ -213,7 +221,11 @@ def translate(context: str, host: str = "", registry: str = "") -> Iterator[None
             f"{context}: the Docker engine refused: {text}",
             "see the engine's message above; `--debug` shows the full request",
         ) from exc
-    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+    except (
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+        docker.errors.DockerException,
+    ) as exc:
         raise _unreachable(exc, host) from exc
     except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
         raise _unreachable(exc, host) from exc
@@ -446,11 +458,6 @@ class DockerEngine:
             except docker.errors.NotFound:
                 return None
 
-    def inspect(self, name_or_id: str) -> dict[str, Any]:
-        with self._translate(f"inspecting container {name_or_id}"):
-            result: dict[str, Any] = self._api.inspect_container(name_or_id)
-            return result
-
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
         with self._translate("listing containers"):
@@ -518,6 +525,34 @@ class DockerEngine:
             finally:
                 with contextlib.suppress(Exception):
                     response.close()
+        if follow:
+            self._daemon_still_there(container_id, "following the logs")
+
+    def _daemon_still_there(self, container_id: str, doing: str, settle: float = 2.0) -> None:
+        """A followed stream also ends when the daemon stops (it stops its containers first,
+        then goes) or dies: watch it for `settle` seconds and say so, never a silent exit 0."""
+        deadline = time.monotonic() + settle
+        try:
+            with self._translate(doing):
+                while True:
+                    state = self._api.inspect_container(container_id)["State"]
+                    if state.get("Running"):
+                        raise DockerUnreachable(
+                            f"the stream from the Docker daemon at {self.host} broke while"
+                            f" {doing}, with the container still running",
+                            "run the command again; check the daemon's log if it repeats",
+                        )
+                    self._api.ping()
+                    if time.monotonic() >= deadline:
+                        return
+                    time.sleep(0.25)
+        except DockerUnreachable as exc:
+            raise DockerUnreachable(
+                f"the Docker daemon at {self.host} went away while {doing}: {exc.message}",
+                exc.fix,
+            ) from None
+        except ContainerStateError:
+            return  # removed: the stream ended with it
 
     def log_tail(self, container_id: str, lines: int = 50) -> str:
         with self._translate(f"reading logs of {container_id[:12]}"):
@@ -690,6 +725,7 @@ def dechunk(blocks: Iterable[bytes]) -> Iterator[bytes]:
         pending = pending[position:]
         if pieces:
             yield b"".join(pieces)
+    raise urllib3.exceptions.ProtocolError("the engine's stream ended before its last chunk")
 
 
 def demultiplex(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -737,6 +773,3 @@ def _since_value(since: str) -> Any:
             "use a duration (10m, 2h), a unix time, or a date like 2026-11-28T10:00:00",
             exit_code=ExitCode.USAGE,
         ) from exc
-
-
-ProgressCallback = Callable[[dict[str, Any]], None]

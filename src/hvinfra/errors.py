@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     PREFLIGHT = 10  # a pre-flight check failed (VRAM, driver, disk...)
     ASSETS = 11  # model code or weights missing
     JOB_FAILED = 12  # a generation/exec job exited non-zero
+    OUTPUT = 14  # --out is full, or a name there is taken / unsafe (container output refused)
     CODE_SOURCE = (
         20  # fetching the model code failed: git missing, clone/fetch failed, local changes
     )
@@ -107,6 +108,12 @@ class HubError(HvinfraError):
 
 class JobFailed(HvinfraError):
     exit_code = ExitCode.JOB_FAILED
+
+
+class OutputError(HvinfraError):
+    """Writing the job's files to --out failed: disk full, a planted name, an unsafe output."""
+
+    exit_code = ExitCode.OUTPUT
 
 
 class RewriteFailed(HvinfraError):

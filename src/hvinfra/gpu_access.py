@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hvinfra.errors import GpuRuntimeError
+from hvinfra.gpu_selection import GpuSelection
 from hvinfra.profiles.models import Profile
 from hvinfra.records import GpuInfo, GpuSystem
 from hvinfra.spec import DeviceNode, Mount
+from hvinfra.spec import DevicesAccess as DevicesAccess  # its home is spec; kept importable here
 
 # Where the driver appears inside the container: the folders NVIDIA's CUDA base images already
 # put on PATH and LD_LIBRARY_PATH, so images built on them need nothing more.
@@ -66,22 +68,11 @@ class HostGpuFiles:
     dev_dir: str = "/dev"
 
 
-@dataclass(frozen=True)
-class DevicesAccess:
-    """What `devices` mode adds to a RunSpec."""
-
-    gpus: tuple[GpuInfo, ...]
-    devices: tuple[DeviceNode, ...]
-    mounts: tuple[Mount, ...]
-    environment: tuple[tuple[str, str], ...]
-
-
 def select_gpus(profile: Profile, system: GpuSystem) -> tuple[GpuInfo, ...]:
     """The GPUs `gpu.devices` names, resolved against NVML's as pre-flight resolves them."""
     from hvinfra.checks import select_gpus as resolve
 
-    devices = profile.gpu.devices
-    return resolve(devices if isinstance(devices, str) else tuple(devices), system)
+    return resolve(GpuSelection.of(profile.gpu.devices).value, system)
 
 
 def _node_path(dev_dir: str, name: str) -> str:

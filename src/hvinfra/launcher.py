@@ -10,11 +10,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
-from typing import Any, Protocol
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Protocol
 
-from hvinfra.convergence import Facts, Plan, PlanKind
-from hvinfra.convergence import plan as make_plan
 from hvinfra.errors import (
     ContainerExited,
     ContainerStateError,
@@ -25,7 +23,10 @@ from hvinfra.errors import (
 )
 from hvinfra.labels import LABEL_GPUS, LABEL_MANAGED, LABEL_PROFILE
 from hvinfra.records import ContainerInfo, ImageInfo
-from hvinfra.spec import RunSpec
+
+if TYPE_CHECKING:  # the planner and the spec load only for the commands that plan (not status)
+    from hvinfra.convergence import Plan
+    from hvinfra.spec import RunSpec
 
 EXIT_SIGNALS = {129: "SIGHUP", 130: "SIGINT", 134: "SIGABRT", 136: "SIGFPE", 137: "SIGKILL",
                 139: "SIGSEGV", 143: "SIGTERM"}  # fmt: skip
@@ -108,11 +109,22 @@ def refusal(plan: Plan, profile_name: str) -> HvinfraError:
 
 
 def ensure_host_dirs(spec: RunSpec) -> None:
-    """Create missing bind-mount sources as the calling user (dockerd would make them root's)."""
+    """Create missing bind-mount sources as the calling user (dockerd would make them root's),
+    and the mount points of nested mounts: the weights at `<code>/ckpts` need a `ckpts/` folder
+    in the code folder, which dockerd would otherwise create as root. `models pull` checks the
+    code out over such empty folders, so `up` before `models pull` works."""
     for mount in spec.mounts:
         path = Path(mount.source)
         if not path.exists():
             path.mkdir(parents=True, exist_ok=True)
+    for inner in spec.mounts:
+        for outer in spec.mounts:
+            inside = PurePosixPath(inner.target)
+            if inner is outer or not inside.is_relative_to(outer.target):
+                continue
+            point = Path(outer.source, *inside.relative_to(outer.target).parts)
+            if Path(outer.source).is_dir() and not point.exists():
+                point.mkdir(parents=True, exist_ok=True)
 
 
 def _profile_of(info: ContainerInfo) -> str:
@@ -133,8 +145,8 @@ def wait_running(
     container_id: str,
     *,
     timeout: float = 30.0,
-    settle: float = 1.0,
-    poll: float = 0.1,
+    settle: float = 0.25,
+    poll: float = 0.05,
 ) -> ContainerInfo:
     """Wait until running (and still running after `settle` seconds) or raise with its logs."""
     deadline = time.monotonic() + timeout
@@ -178,6 +190,9 @@ def plan_up(
     engine: Engine, spec: RunSpec, *, force_recreate: bool = False, no_recreate: bool = False
 ) -> Plan:
     """Inspect what is there and plan; reads the engine, changes nothing."""
+    from hvinfra.convergence import Facts
+    from hvinfra.convergence import plan as make_plan
+
     image = engine.image(spec.image)
     return make_plan(
         spec, engine.container(spec.name), Facts(image.id if image else None),
@@ -196,12 +211,14 @@ def up(
     replace: bool = False,
     observe_pull: PullObserver = consume,
     wait_timeout: float = 30.0,
-    settle: float = 1.0,
+    settle: float = 0.25,
 ) -> UpResult:
     """Plan, then execute: create, start, keep or recreate the container; refuse a foreign one.
 
     `replace` is the old spelling of `force_recreate`.
     """
+    from hvinfra.convergence import PlanKind
+
     force_recreate = force_recreate or replace
     plan = plan_up(engine, spec, force_recreate=force_recreate, no_recreate=no_recreate)
     if plan.kind is PlanKind.REFUSE:

@@ -4,19 +4,23 @@ it is needed. Plan-then-execute over a Hub protocol and callbacks: no rich, type
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import os
+import re
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from hvinfra.asset_probe import assets_report
 from hvinfra.assets import (
     AssetRow,
     AssetState,
     FixContext,
-    assets_report,
     failed,
     host_dirs,
     human_size,
@@ -29,7 +33,15 @@ from hvinfra.launcher import PullObserver, consume
 from hvinfra.preprocess import PreprocessEngine, preprocess_spec, run_preprocess
 from hvinfra.profiles.models import ModelsConfig, Profile, WeightPiece
 
-HUB_PARTIALS = Path(".cache") / "huggingface" / "download"
+# Where huggingface_hub keeps a local_dir download's partial files: `.cache/huggingface/download`
+# since 0.25, `.huggingface/download` before. Up to 1.17 a partial is `<path>.<etag>.incomplete`,
+# resumed by the next run with a Range request; since 1.18 each process writes its own
+# `<hash>.<etag>.<8 hex>.incomplete`, which no later run reuses.
+HUB_PARTIALS = (Path(".cache") / "huggingface" / "download", Path(".huggingface") / "download")
+_PER_PROCESS_PARTIAL = re.compile(r"\.[0-9a-f]{8}\.incomplete$")
+# One hvinfra pull writes into a weights folder at a time; the lock sits beside the hub
+# client's own metadata.
+PULL_LOCK = Path(".cache") / "hvinfra-pull.lock"
 
 
 class Hub(Protocol):
@@ -116,25 +128,90 @@ def size_download(download: Download, listing: RemoteListing) -> SizedDownload:
     return SizedDownload(download, listing, files, missing)
 
 
+def partial_files(local_dirs: Sequence[Path]) -> list[Path]:
+    """The hub client's partial files under these download folders (each folder once)."""
+    found: list[Path] = []
+    for local_dir in dict.fromkeys(local_dirs):
+        for partials in HUB_PARTIALS:
+            root = local_dir / partials
+            if not root.is_dir():
+                continue
+            for folder, _dirs, names in os.walk(root):
+                found.extend(Path(folder) / n for n in names if n.endswith(".incomplete"))
+    return found
+
+
+def is_per_process_partial(path: Path) -> bool:
+    """A partial file that only the process that wrote it can finish (clients >= 1.18)."""
+    return bool(_PER_PROCESS_PARTIAL.search(path.name))
+
+
+def remove_partials(paths: Sequence[Path]) -> int:
+    removed = 0
+    for path in paths:
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def stale_partials(local_dirs: Sequence[Path]) -> list[Path]:
+    """Per-process partials left by an earlier run that was killed: nothing will finish them.
+    Only meaningful while this process holds the pull lock (no other pull is writing)."""
+    return [p for p in partial_files(local_dirs) if is_per_process_partial(p)]
+
+
+@contextlib.contextmanager
+def pull_lock(weights_dir: Path) -> Iterator[None]:
+    """One `models pull` at a time per weights folder; the kernel drops the lock when the
+    process ends, however it ends."""
+    lock = weights_dir / PULL_LOCK
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PreflightFailed(
+                f"another `hvinfra models pull` is downloading into {weights_dir}",
+                "wait for it to finish, or stop it (Ctrl-C) and rerun",
+            ) from None
+        yield
+
+
+def finished_files(sized: Sequence[SizedDownload]) -> tuple[int, int]:
+    """(files on disk at their full size, files in all)."""
+    done = total = 0
+    for item in sized:
+        for path, size in item.files:
+            local = item.download.local_dir / path
+            total += 1
+            done += local.is_file() and local.stat().st_size == size
+    return done, total
+
+
 def bytes_on_disk(sized: Sequence[SizedDownload]) -> int:
-    """Finished files plus the hub's partial files: what the progress display counts."""
+    """Finished files plus the hub's partial files: what the progress display counts.
+
+    Pieces often share a download folder (model, vae and lora all land in the weights folder),
+    so the partial files are counted per folder, once, and never beyond the total.
+    """
     total = 0
+    expected = 0
     for item in sized:
         local_dir = item.download.local_dir
         for path, size in item.files:
+            expected += size
             local = local_dir / path
             if local.is_file():
                 total += min(local.stat().st_size, size)
-        partials = local_dir / HUB_PARTIALS
-        if partials.is_dir():
-            for folder, _dirs, names in os.walk(partials):
-                for name in names:
-                    if name.endswith(".incomplete"):
-                        try:
-                            total += (Path(folder) / name).stat().st_size
-                        except OSError:
-                            continue
-    return total
+    for partial in partial_files([item.download.local_dir for item in sized]):
+        try:
+            total += partial.stat().st_size
+        except OSError:
+            continue
+    return min(total, expected)
 
 
 def free_bytes(path: Path) -> int:
@@ -211,6 +288,40 @@ class _Poller:
         self._thread.join(timeout=2)
 
 
+def writable_dir(path: Path) -> None:
+    """Create the folder, or say plainly that the local folder is the problem."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".hvinfra-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise PreflightFailed(
+            f"cannot write to the weights folder {path}: {exc.strerror or exc}",
+            "make it writable for your user (e.g. `sudo chown -R $USER "
+            f"{path}`) or choose another folder with --weights-dir DIR",
+        ) from exc
+
+
+def run_interruptibly(work: Callable[[], None], poll: float = 0.05) -> None:
+    """Run `work` in a daemon thread and wait for it in short steps, so that Ctrl-C (which
+    only the main thread receives) takes effect at once instead of after the file in flight."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the main thread below
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, daemon=True, name="hvinfra-download")
+    worker.start()
+    while worker.is_alive():
+        worker.join(poll)
+    if failure:
+        raise failure[0]
+
+
 def pull_weights(
     hub: Hub,
     plan: PullPlan,
@@ -223,37 +334,71 @@ def pull_weights(
 ) -> int:
     """Size every download at the hub, check the disk, then download with one display.
 
-    Returns the bytes that were missing. Ctrl-C keeps what is on disk (rerun resumes).
+    Returns the bytes that were missing. On Ctrl-C or a failure the finished files stay; the
+    partial files that no later run can resume (clients >= 1.18) are removed.
     """
     if not plan.downloads:
         return 0
     sized = [size_download(d, hub.listing(d.repo_id, d.revision)) for d in plan.downloads]
     needed = sum(s.missing_bytes for s in sized)
     check_disk(needed + extra_bytes, disk_free(weights_dir), weights_dir)
-    weights_dir.mkdir(parents=True, exist_ok=True)
+    local_dirs = [item.download.local_dir for item in sized]
+    for folder in [weights_dir, *local_dirs]:
+        writable_dir(folder)
+    with pull_lock(weights_dir):
+        remove_partials(stale_partials(local_dirs))
+        _download_all(hub, sized, weights_dir, local_dirs, progress, resume_hint)
+    return needed
+
+
+def _download_all(
+    hub: Hub,
+    sized: Sequence[SizedDownload],
+    weights_dir: Path,
+    local_dirs: Sequence[Path],
+    progress: Progress,
+    resume_hint: str,
+) -> None:
     total = sum(size for item in sized for _path, size in item.files)
     progress.start(total, sized[0].download.piece)
     poller = _Poller(sized, progress)
+
+    def ours() -> list[Path]:
+        """This run's partials that only this process could have finished (the lock is held
+        and older ones were removed, so every per-process partial is this run's)."""
+        return stale_partials(local_dirs)
+
     try:
         with poller:
             for item in sized:
                 poller.label = item.download.piece
-                item.download.local_dir.mkdir(parents=True, exist_ok=True)
-                hub.download(
-                    item.download.repo_id,
-                    item.listing.sha,
-                    item.download.local_dir,
-                    item.download.allow_patterns,
+                run_interruptibly(
+                    functools.partial(
+                        hub.download,
+                        item.download.repo_id,
+                        item.listing.sha,
+                        item.download.local_dir,
+                        item.download.allow_patterns,
+                    )
                 )
         poller.tick()
     except KeyboardInterrupt as exc:
+        remove_partials(ours())
+        done, count = finished_files(sized)
+        resumable = [p for p in partial_files(local_dirs) if not is_per_process_partial(p)]
+        kept = (
+            " and the partial files (this hub client resumes them)" if resumable else
+            "; a file cut off mid-way starts again"
+        )  # fmt: skip
         raise Interrupted(
-            f"interrupted: the files downloaded so far stay in {weights_dir}",
-            f"rerun `{resume_hint}` to resume",
+            f"interrupted: {done} of {count} files are complete and kept in {weights_dir}{kept}",
+            f"rerun `{resume_hint}` to fetch the rest",
         ) from exc
+    except BaseException:
+        remove_partials(ours())
+        raise
     finally:
         progress.finish()
-    return needed
 
 
 def require_piece_ok(rows: Sequence[AssetRow], name: str, what: str) -> None:

@@ -50,6 +50,13 @@ class Output:
         sys.stdout.flush()
 
 
+def _cause_of(error: BaseException) -> BaseException | None:
+    """The chained cause, honouring `raise … from None`."""
+    if error.__cause__ is not None or error.__suppress_context__:
+        return error.__cause__
+    return error.__context__
+
+
 def render_error(error: HvinfraError, *, debug: bool = False) -> None:
     """One red `error:` line (plus detail lines) and a `fix:` line, on stderr. Engine messages
     contain brackets (`[[gpu]]`), so the text is never read as rich markup."""
@@ -58,9 +65,9 @@ def render_error(error: HvinfraError, *, debug: bool = False) -> None:
     if error.fix:
         console.print(Text("fix: ", style="bold") + Text(error.fix))
     if debug:
-        cause = error.__cause__ or error.__context__
+        cause = _cause_of(error)
         depth = 0
         while cause is not None and depth < 5:
             console.print(Text(f"caused by: {type(cause).__name__}: {cause}", style="dim"))
-            cause = cause.__cause__ or cause.__context__
+            cause = _cause_of(cause)
             depth += 1

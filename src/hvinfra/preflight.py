@@ -17,6 +17,7 @@ from hvinfra.checks import (
 )
 from hvinfra.errors import DockerUnreachable, HvinfraError
 from hvinfra.gpu import GpuProbe
+from hvinfra.gpu_selection import GpuSelection
 from hvinfra.profiles.models import Profile
 from hvinfra.records import EngineInfo, GpuSystem, ImageInfo
 
@@ -37,8 +38,7 @@ class Options:
 
 
 def selection_of(profile: Profile) -> str | tuple[str, ...]:
-    devices = profile.gpu.devices
-    return devices if isinstance(devices, str) else tuple(devices)
+    return GpuSelection.of(profile.gpu.devices).value
 
 
 def probe_gpus(probe: GpuProbe) -> tuple[GpuSystem | None, HvinfraError | None]:

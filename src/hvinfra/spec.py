@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from hvinfra import __version__
+from hvinfra.gpu_selection import GpuSelection
 from hvinfra.labels import (
     LABEL_GPUS,
     LABEL_MANAGED,
@@ -18,14 +19,14 @@ from hvinfra.labels import (
     LABEL_VERSION,
     UNHASHED,
 )
-from hvinfra.profiles.models import Profile
+from hvinfra.records import GpuInfo
 
-if TYPE_CHECKING:
-    from hvinfra.gpu_access import DevicesAccess
+if TYPE_CHECKING:  # the profile models (pydantic) load only where a profile is read
+    from hvinfra.profiles.models import Profile
 
 __all__ = [
     "LABEL_GPUS", "LABEL_MANAGED", "LABEL_PROFILE", "LABEL_SPEC", "LABEL_SPEC_HASH",
-    "LABEL_VERSION", "RunSpec", "build_run_spec", "spec_hash", "spec_summary",
+    "LABEL_VERSION", "DevicesAccess", "RunSpec", "build_run_spec", "spec_hash", "spec_summary",
 ]  # fmt: skip
 
 # What `--privileged` turns on: exactly the official line's two isolation-lowering flags.
@@ -61,6 +62,16 @@ class DeviceNode:
     host_path: str
     container_path: str
     permissions: str = "rwm"
+
+
+@dataclass(frozen=True)
+class DevicesAccess:
+    """What gpu.mode `devices` adds to a RunSpec (`gpu_access.devices_access` makes it)."""
+
+    gpus: tuple[GpuInfo, ...]
+    devices: tuple[DeviceNode, ...]
+    mounts: tuple[Mount, ...]
+    environment: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -107,8 +118,7 @@ def gpu_request_for(profile: Profile) -> GpuRequest | None:
 
 
 def gpus_label(profile: Profile) -> str:
-    devices = profile.gpu.devices
-    return devices if isinstance(devices, str) else ",".join(devices)
+    return GpuSelection.of(profile.gpu.devices).label
 
 
 def spec_hash(spec: RunSpec) -> str:
@@ -133,6 +143,7 @@ def spec_summary(spec: RunSpec) -> dict[str, object]:
         "command": list(spec.command) if spec.command is not None else None,
         "env": {key: _digest(value) for key, value in spec.environment},
         "gpus": spec.label_map.get(LABEL_GPUS, ""),
+        "gpu_ids": list(spec.gpu_request.device_ids) if spec.gpu_request else [],
         "mounts": sorted(
             f"{m.source}:{m.target}" + (":ro" if m.read_only else "") for m in spec.mounts
         ),

@@ -85,7 +85,7 @@ def lines(*prompts: str, steps: int = 3) -> list[dict[str, object]]:
 
 def test_five_lines_one_failing_the_batch_goes_on_and_exits_12(run: Batch) -> None:
     source = run.write("p.jsonl", lines("a cat", "a dog", "STANDIN_FAIL", "a fox", "a bird"))
-    result = run.batch(source, "--reuse", "--resolution", "540p")
+    result = run.batch(source, "--reuse", "--resolution", "540p", "--gpus", "0")
     assert result.returncode == 12, result.stderr
     summary = run.summary()
     assert summary["counts"]["done"] == 4 and summary["counts"]["failed"] == 1  # type: ignore[index]
@@ -113,21 +113,23 @@ def test_an_interrupted_batch_is_consistent_and_a_rerun_resumes_it(
     run: Batch, docker_client: docker.DockerClient
 ) -> None:
     source = run.write("p.jsonl", lines("a cat", *["STANDIN_SLOW"] * 3, steps=4))
-    code, stderr = run.stop_at(source, "line 2: step 1/4", signal.SIGINT, "--no-reuse")
+    code, stderr = run.stop_at(
+        source, "line 2: step 1/4", signal.SIGINT, "--no-reuse", "--gpus", "0"
+    )
     assert code == 130, stderr
     manifest = run.manifest()
     assert manifest[1]["state"] == "done"
     assert all(manifest[n]["state"] == "pending" for n in (2, 3, 4)), manifest
     alive = run.exec(docker_client, "ps", "-o", "pid,args")
     assert "python3-sample" not in alive and "sleep" not in alive, alive
-    again = run.batch(source, "--no-reuse")
+    again = run.batch(source, "--no-reuse", "--gpus", "0")
     assert again.returncode == 0, again.stderr
     summary = run.summary()
     assert summary["counts"]["skipped_done"] == 1 and summary["counts"]["done"] == 4  # type: ignore[index]
     assert len(list(run.out.glob("*.mp4"))) == 4
     assert not list(run.out.glob("*-2.*"))  # the interrupted line's rerun kept its names
     edited = run.write("p.jsonl", [{"prompt": "a cat", "seed": 9, "steps": 1}, *lines()])
-    third = run.batch(edited, "--no-reuse", "--json")
+    third = run.batch(edited, "--no-reuse", "--json", "--gpus", "0")
     assert json.loads(third.stdout)["counts"]["done_now"] == 1  # the edited line runs again
 
 
@@ -135,7 +137,7 @@ def test_kill_stops_a_worker_that_ignores_sigint_and_leaves_nothing_running(
     run: Batch, docker_client: docker.DockerClient
 ) -> None:
     source = run.write("p.jsonl", lines("STANDIN_STUBBORN", steps=30))
-    args = ("--reuse", "--stop-timeout", "2")
+    args = ("--reuse", "--stop-timeout", "2", "--gpus", "0")
     code, stderr = run.stop_at(source, "line 1: step 1/30", signal.SIGTERM, *args)
     assert code == 130, stderr
     assert run.manifest()[1]["state"] == "pending"

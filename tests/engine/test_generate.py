@@ -20,6 +20,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "unit"))  # the model-asset tree builders
 from assets_fixtures import build_weights, clone_at, make_upstream, profile_for  # noqa: E402
+from gpu_fakes import copies, recorded  # noqa: E402
+
+from hvinfra.records import gpu_system_as_dict  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "generate-standin"
 TAG = "hvinfra-test/generate-standin:latest"
@@ -36,7 +39,7 @@ def generate_image(docker_client: docker.DockerClient, standin_image: str) -> st
 def build_fixture_image(
     client: docker.DockerClient, folder: Path, names: tuple[str, ...], tag: str
 ) -> str:
-    """Build a test-fixture image from the named files of `folder` (no other context)."""
+    """Build `tag` from the files `names` of a fixture folder; returns the tag."""
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         for name in names:
@@ -60,8 +63,12 @@ class Job:
         self.outputs = root / "outputs"
         self.name = f"hv-gen-{uuid.uuid4().hex[:8]}"
         self.env = dict(env, PYTHONPATH=str(REPO / "src"))
-        # generate's own gates (assets, VRAM when NVML answers) run in these tests.
+        # generate's gates (assets, VRAM) and up's pre-flight run in these tests, over recorded
+        # GPU records of an 8-GPU host (a test fixture standing in for NVML).
         self.env.pop("HVINFRA_SKIP_CHECKS", None)
+        records = root / "gpu-records.json"
+        records.write_text(json.dumps(gpu_system_as_dict(copies(recorded(), 8))))
+        self.env["HVINFRA_GPU_RECORDS"] = str(records)
         self.image = image
 
     def assets(self, kind: str) -> tuple[Path, Path, str]:
@@ -255,19 +262,28 @@ def test_no_up_refuses_when_the_container_is_not_running(job: Job) -> None:
     assert "hvinfra up t2v" in result.stderr
 
 
-def _interrupt(job: Job, prompt: str, *extra: str) -> tuple[int, str]:
+def start_job(
+    job: Job, prompt: str, *extra: str, steps: int = 60
+) -> tuple[subprocess.Popen[str], str]:
+    """`generate t2v` in the background, once it has reported step 2; (process, stderr so far)."""
     proc = subprocess.Popen(
-        job.argv("t2v", "-p", prompt, "--steps", "60", "--seed", "1", *extra),
+        job.argv("t2v", "-p", prompt, "--steps", str(steps), "--seed", "1", *extra),
         env=job.env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
     seen = ""
     deadline = time.monotonic() + 60
-    while "step 2/60" not in seen:
+    while f"step 2/{steps}" not in seen:
         line = proc.stderr.readline()
         assert line and time.monotonic() < deadline, seen
         seen += line
+    return proc, seen
+
+
+def _interrupt(job: Job, prompt: str, *extra: str) -> tuple[int, str]:
+    proc, seen = start_job(job, prompt, *extra)
     proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
     rest = proc.stderr.read()
     return proc.wait(timeout=60), seen + rest
 

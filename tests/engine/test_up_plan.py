@@ -1,9 +1,11 @@
 """`up`'s convergence plan against a real dockerd: keep, recreate (env, GPUs, image, mounts),
---no-recreate, start a stopped container, refuse a foreign one (up and down), --dry-run."""
+--no-recreate, start a stopped container, refuse a foreign one (up and down), --dry-run; and
+`up` before `models pull` (the code folder it mounts stays pullable)."""
 
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,9 @@ import pytest
 
 from hvinfra.cli import main
 from hvinfra.errors import ExitCode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from assets_fixtures import git, make_upstream  # a real local git repository
 
 
 @pytest.fixture
@@ -134,3 +139,25 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     assert main(["up", "t2v", *runnable, "-e", "FOO=1", "--dry-run"]) == 0
     assert f"# plan: recreate {name}: env FOO added" in capsys.readouterr().out
     assert _id(docker_client, name) == created
+
+
+def test_up_before_models_pull_leaves_a_code_folder_that_the_pull_checks_out(
+    docker_client: docker.DockerClient, runnable: list[str], name: str, created: str,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    code = tmp_path / "code"
+    assert sorted(p.name for p in code.iterdir()) == ["ckpts"]  # the weights' mount point
+    upstream = tmp_path / "upstream"
+    first, _ = make_upstream(upstream)
+    capsys.readouterr()
+    pull = [
+        "models", "pull", "t2v", "--only", "code", "--json", *runnable,
+        "--set", f"models.code.repo={upstream}", "--set", f"models.code.commit={first}",
+    ]  # fmt: skip
+    assert main(pull) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["code"] == "cloned"
+    assert git("rev-parse", "HEAD", cwd=code) == first
+    container = docker_client.containers.get(name)
+    assert container.id == created and container.status == "running"
+    listing = container.exec_run(["ls", "/workspace/HunyuanVideo"]).output.decode().split()
+    assert "sample_video.py" in listing  # the running container sees the checkout

@@ -124,14 +124,50 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("hvinfra ")
 
 
-def test_help_does_not_import_docker_or_pynvml() -> None:
+HEAVY = ("docker", "pynvml", "pydantic", "yaml", "rich.table", "rich.markdown", "requests")
+
+
+def _loaded_after(argv: list[str]) -> list[str]:
+    import ast
     import subprocess
     import sys
 
     code = (
         "import sys\nfrom hvinfra.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('docker', 'pynvml') if m in sys.modules))"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} + ('hvinfra.cli.lifecycle', 'hvinfra.cli.generate_cmd')"
+        " if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    loaded: list[str] = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_help_loads_no_heavy_module_and_no_command_module() -> None:
+    assert _loaded_after(["--help"]) == []
+
+
+def test_a_commands_help_loads_only_that_commands_module() -> None:
+    assert _loaded_after(["status", "--help"]) == ["hvinfra.cli.lifecycle"]
+
+
+def test_the_help_table_lists_exactly_the_commands_the_modules_register() -> None:
+    import importlib
+
+    import typer
+    import typer.main
+
+    from hvinfra.cli import COMMANDS
+
+    registered: dict[str, str] = {}
+    for module_name in {module for module, _ in COMMANDS.values()}:
+        holder = typer.Typer()
+        importlib.import_module(f"hvinfra.cli.{module_name}").register(holder)
+        for name in typer.main.get_group(holder).commands:
+            registered[name] = module_name
+    assert registered == {name: module for name, (module, _) in COMMANDS.items()}
+
+
+def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bogus"]) == 2
+    assert "No such command 'bogus'" in capsys.readouterr().err

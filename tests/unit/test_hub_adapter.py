@@ -99,16 +99,26 @@ def test_gated_repo_without_token_says_how_to_log_in(
     with pytest.raises(HubError) as raised:
         HfHub().download("meta/gated", "s", Path("/tmp/none"), ["*"])
     assert raised.value.exit_code == ExitCode.HUB
-    assert raised.value.message == "downloading meta/gated: meta/gated is a gated repository"
+    assert raised.value.message == (
+        "downloading meta/gated: meta/gated is a gated repository and the hub refused access (401)"
+    )
     assert "accept the model's terms at https://huggingface.co/meta/gated" in raised.value.fix
     assert "hf auth login" in raised.value.fix and "HF_TOKEN" in raised.value.fix
 
 
-def test_unreachable_hub_suggests_a_mirror(calls: Calls) -> None:
-    calls.raise_on_snapshot = hf_errors.LocalEntryNotFoundError("cannot connect")
+@pytest.mark.parametrize(
+    "error",
+    [
+        hf_errors.LocalEntryNotFoundError("cannot connect"),  # 0.x wraps it
+        httpx2.ConnectError("[Errno 111] Connection refused"),  # 1.x/2.x let it through
+    ],
+)
+def test_unreachable_hub_suggests_a_mirror(calls: Calls, error: Exception) -> None:
+    calls.raise_on_snapshot = error
     with pytest.raises(HubError) as raised:
         HfHub().download("x/y", "s", Path("/tmp/none"), ["*"])
     assert "cannot reach the hub at https://huggingface.co" in raised.value.message
+    assert f"({type(error).__name__})" in raised.value.message
     assert "HF_ENDPOINT=https://hf-mirror.com" in raised.value.fix
 
 
@@ -129,7 +139,7 @@ def test_disk_full_mid_download_is_a_clear_error(calls: Calls) -> None:
     with pytest.raises(PreflightFailed) as raised:
         HfHub().download("x/y", "s", Path("/tmp/none"), ["*"])
     assert raised.value.message == "downloading x/y: the disk is full"
-    assert "rerunning resumes" in raised.value.fix
+    assert "rerunning keeps the files already downloaded" in raised.value.fix
 
 
 def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,3 +148,19 @@ def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         HfHub()
     assert raised.value.message == "the Python package huggingface_hub is not installed"
     assert "pip install 'hvinfra[models]'" in raised.value.fix
+
+
+def test_a_forbidden_token_on_a_gated_repo_names_the_account(calls: Calls) -> None:
+    calls.raise_on_snapshot = hf_errors.GatedRepoError("gated", response=_response(403))
+    with pytest.raises(HubError) as raised:
+        HfHub().download("meta/gated", "s", Path("/tmp/none"), ["*"])
+    assert "refused access (403)" in raised.value.message
+    assert "with the account of your token" in raised.value.fix
+
+
+def test_an_unwritable_folder_is_about_the_folder_not_the_hub(calls: Calls) -> None:
+    calls.raise_on_snapshot = PermissionError(errno.EACCES, "Permission denied", "/w/a.pt")
+    with pytest.raises(PreflightFailed) as raised:
+        HfHub().download("x/y", "s", Path("/tmp/none"), ["*"])
+    assert raised.value.message == "downloading x/y: cannot write to /w/a.pt: Permission denied"
+    assert "hub" not in raised.value.fix

@@ -97,6 +97,13 @@ def test_up_pulls_a_missing_image_then_creates_and_starts(tmp_path: Path) -> Non
     assert (tmp_path / "weights").is_dir()  # bind sources are made by us, not by dockerd
 
 
+def test_up_makes_the_mount_point_of_a_nested_mount_in_the_outer_source(tmp_path: Path) -> None:
+    mounts = (Mount(str(tmp_path / "code"), "/work"), Mount(str(tmp_path / "w"), "/work/ckpts"))
+    up(FakeEngine(), _spec(tmp_path, mounts=mounts), profile_name="t2v", settle=0)
+    assert (tmp_path / "code" / "ckpts").is_dir()  # made by us, not by dockerd as root
+    assert not any((tmp_path / "code" / "ckpts").iterdir())
+
+
 def test_up_never_pulls_with_pull_never(tmp_path: Path) -> None:
     engine = FakeEngine()
     with pytest.raises(ImageError, match="--pull never"):

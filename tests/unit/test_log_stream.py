@@ -3,6 +3,9 @@ frames, however the bytes are split across reads (the engine test compares with 
 
 from __future__ import annotations
 
+import pytest
+import urllib3
+
 from hvinfra.engine import dechunk, demultiplex
 
 
@@ -28,6 +31,12 @@ def test_dechunk_gives_the_body_whatever_the_read_sizes() -> None:
 def test_dechunk_stops_at_the_last_chunk_and_ignores_extensions() -> None:
     wire = b"5;name=value\r\nhello\r\n0\r\n\r\nGARBAGE"
     assert b"".join(dechunk([wire])) == b"hello"
+
+
+def test_a_stream_cut_before_its_last_chunk_is_an_error_not_a_quiet_end() -> None:
+    wire = _chunked(b"first\n", b"second\n")[:-5]
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        b"".join(dechunk(_split(wire, 4)))
 
 
 def test_demultiplex_joins_stdout_and_stderr_payloads_in_order() -> None:

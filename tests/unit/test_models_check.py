@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from assets_fixtures import build_weights, clone_at, make_upstream, profile_for
 
-from hvinfra.assets import AssetState, assets_report, require_assets
+from hvinfra.asset_probe import assets_report, require_assets
+from hvinfra.assets import AssetState
 from hvinfra.cli import main
 from hvinfra.errors import AssetsMissing, ExitCode
 from hvinfra.profiles import load_profile

@@ -149,3 +149,25 @@ def test_cli_pull_refuses_dirty_checkout_with_exit_code_20(
     assert code == ExitCode.CODE_SOURCE
     assert "error:" in err and "local changes" in err and "fix:" in err
     assert "Traceback" not in err
+
+
+def test_a_code_folder_holding_only_empty_mount_points_is_checked_out_over(
+    tmp_path: Path, repo: tuple[Path, str, str]
+) -> None:
+    dest = tmp_path / "code"
+    (dest / "ckpts" / "nested").mkdir(parents=True)  # what `up` leaves before `models pull`
+    result = ensure_code(dest, _source(repo))
+    assert result.action == "cloned"
+    assert git("rev-parse", "HEAD", cwd=dest) == repo[1]
+    assert (dest / "ckpts" / "README.md").is_file()
+
+
+def test_a_file_below_an_empty_looking_tree_still_counts_as_content(
+    tmp_path: Path, repo: tuple[Path, str, str]
+) -> None:
+    dest = tmp_path / "code"
+    (dest / "ckpts" / "nested").mkdir(parents=True)
+    (dest / "ckpts" / "nested" / "mine.txt").write_text("keep me\n")
+    with pytest.raises(CodeSourceError, match="is not a git checkout"):
+        ensure_code(dest, _source(repo))
+    assert (dest / "ckpts" / "nested" / "mine.txt").read_text() == "keep me\n"

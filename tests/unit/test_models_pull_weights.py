@@ -289,7 +289,7 @@ def test_ctrl_c_keeps_downloaded_files_and_a_rerun_resumes(
     profile = _profile(tmp_path, "t2v", code_at_pin)
     with pytest.raises(Interrupted) as raised:
         run_pull(profile, _tools(FakeHub(fail_after=1)), only="weights")
-    assert "rerun `hvinfra models pull t2v --only weights` to resume" in raised.value.fix
+    assert "rerun `hvinfra models pull t2v --only weights` to fetch the rest" in raised.value.fix
     model = tmp_path / "ckpts/hunyuan-video-t2v-720p/transformers/mp_rank_00_model_states.pt"
     assert model.stat().st_size == 4000
     hub = FakeHub()

@@ -40,7 +40,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_the_readme_is_a_users_document_with_links_that_resolve() -> None:
-    assert len(README.splitlines()) <= 420
+    assert len(README.splitlines()) <= 500  # ~400 of its own plus short sections of each area
     assert "## Contents" in README
     assert "shared/" not in README  # nothing outside the repository
     for target in re.findall(r"\]\(((?:docs|configs)/[^)#]+)", README):

@@ -28,10 +28,17 @@ from typing import Any, Protocol
 
 from hvinfra.batch.plan import Slot
 from hvinfra.errors import HvinfraError, Interrupted
+from hvinfra.generate import safe_output
+from hvinfra.generate.job_control import (
+    JOB_ENV,
+    pidfile_of,
+    refuse_or_kill_stale,
+    signal_job,
+    wrap,
+)
 from hvinfra.generate.plan import JobPlan, build_plan, exec_env
 from hvinfra.generate.request import Request
 from hvinfra.generate.run import (
-    PID_WRAPPER,
     JobEngine,
     JobObserver,
     JobOutput,
@@ -39,7 +46,6 @@ from hvinfra.generate.run import (
     OutputFiles,
     SilentObserver,
     _now,
-    _signal_tree,
     _tar_of,
     copy_out,
     reserve_output_files,
@@ -105,7 +111,7 @@ class ContainerWorker:
     ) -> None:  # fmt: skip
         self.engine, self.container, self.kind, self.slot = engine, container, kind, slot
         self.env, self.workdir = env, workdir
-        self.pidfile = f"{WORKER_DIR}/{slot.name}-{time.time_ns()}.pid"
+        self.job_id = f"worker-{slot.name}-{time.time_ns()}"  # its processes carry it
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.exec_id = ""
         self._sock: socket.socket | None = None
@@ -116,12 +122,13 @@ class ContainerWorker:
     def start(self, timeout: float = READY_TIMEOUT) -> str:
         """Start the worker; '' when it is ready, else why it cannot be used."""
         self.engine.put_archive(self.container.id, "/", _script_tar())
-        argv = ["/bin/sh", "-c", PID_WRAPPER, "hvinfra-worker", self.pidfile,
-                "python3", WORKER_SCRIPT, "--kind", self.kind]  # fmt: skip
+        argv = wrap(self.job_id, ["python3", WORKER_SCRIPT, "--kind", self.kind])
         self.exec_id = self.engine.exec_create(
-            self.container.id, argv, stdin=True, environment=self.env, workdir=self.workdir
-        )
+            self.container.id, argv, stdin=True, workdir=self.workdir,
+            environment={**self.env, JOB_ENV: self.job_id},
+        )  # fmt: skip
         self._sock = self.engine.exec_socket(self.exec_id, tty=False)
+        self._sock.settimeout(None)  # a model load may be silent for minutes: never time out
         self._reader = threading.Thread(target=self._read, name=f"worker-{self.slot.name}")
         self._reader.daemon = True
         self._reader.start()
@@ -190,7 +197,7 @@ class ContainerWorker:
             self._sink = None
 
     def signal(self, sig: str) -> None:
-        _signal_tree(self.engine, self.container.id, self.pidfile, sig)
+        signal_job(self.engine, self.container.id, self.job_id, sig)
 
     def exit_code(self) -> int | None:
         with contextlib.suppress(HvinfraError):
@@ -214,7 +221,7 @@ class ContainerWorker:
             with contextlib.suppress(OSError):
                 self._sock.close()
         with contextlib.suppress(HvinfraError):
-            self.engine.exec_run(self.container.id, ["rm", "-f", self.pidfile])
+            self.engine.exec_run(self.container.id, ["rm", "-f", pidfile_of(self.job_id)])
 
 
 def _script_tar() -> bytes:
@@ -231,6 +238,11 @@ def _script_tar() -> bytes:
         info.size, info.mode = len(data), 0o644
         tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+class _Notes:
+    def __init__(self, notify: Callable[[str], None]) -> None:
+        self.note = notify
 
 
 # -- the pool --------------------------------------------------------------------------------------
@@ -262,7 +274,7 @@ class WorkerPool:
         self._queue: queue.Queue[tuple[Job, Future[JobOutcome]] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._workers: dict[str, ContainerWorker] = {}
-        self._current: dict[str, str] = {}  # slot -> pidfile of its running job
+        self._current: dict[str, str] = {}  # slot -> the job id its processes carry
         self._futures: dict[str, Future[JobOutcome]] = {}  # job id -> its future
         self._running: dict[str, str] = {}  # job id -> slot running it
         self._stopped: set[str] = set()  # job ids stopped by cancel_job
@@ -270,7 +282,13 @@ class WorkerPool:
         self._lock = threading.Lock()
 
     # -- API ------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, *, kill_stale: bool = False) -> None:
+        """Refuse a container that runs another hvinfra's job (or, with `kill_stale`, kill an
+        orphaned one first), then start one thread per slot."""
+        refuse_or_kill_stale(
+            self.engine, self.container.id, self.container.name, _Notes(self.notify),
+            kill_stale=kill_stale,
+        )  # fmt: skip
         for slot in self.slots:
             thread = threading.Thread(target=self._loop, args=(slot,), name=f"slot-{slot.name}")
             thread.daemon = True
@@ -291,15 +309,15 @@ class WorkerPool:
         with self._lock:
             future = self._futures.get(job_id)
             slot = self._running.get(job_id)
-            pidfile = self._current.get(slot, "") if slot else ""
+            marker = self._current.get(slot, "") if slot else ""
         if future is None or future.done():
             return False
         if future.cancel():
             return True
-        if pidfile:
+        if marker:
             with self._lock:
                 self._stopped.add(job_id)
-            _signal_tree(self.engine, self.container.id, pidfile, "INT")
+            signal_job(self.engine, self.container.id, marker, "INT")
             return True
         return False
 
@@ -343,9 +361,9 @@ class WorkerPool:
     # -- inside ---------------------------------------------------------------------------------
     def _signal_all(self, sig: str) -> None:
         with self._lock:
-            pidfiles = list(self._current.values())
-        for pidfile in pidfiles:
-            _signal_tree(self.engine, self.container.id, pidfile, sig)
+            markers = list(self._current.values())
+        for marker in markers:
+            signal_job(self.engine, self.container.id, marker, sig)
 
     def _loop(self, slot: Slot) -> None:
         while True:
@@ -388,17 +406,18 @@ class WorkerPool:
             worker = self._worker(slot, plan) if use_worker else None
             if worker is not None:
                 with self._lock:
-                    self._current[slot.name] = worker.pidfile
+                    self._current[slot.name] = worker.job_id
                 outcome.reused = True
                 outcome.result, outcome.load_s = self._run_reused(
                     worker, slot, job, request, plan, files, observer
                 )
             else:
                 with self._lock:
-                    self._current[slot.name] = f"/tmp/hvinfra-job-{plan.job_id}.pid"
+                    self._current[slot.name] = plan.job_id
                 outcome.result = run_job(
                     self.engine, request, plan, self.container, files, observer=observer,
                     gpu_names=self.gpu_names(slot.gpus), stop_timeout=self.stop_timeout,
+                    extra=job.extra,
                 )  # fmt: skip
         except HvinfraError as exc:
             outcome.error = exc
@@ -408,11 +427,6 @@ class WorkerPool:
         stopped = self._cancelled.is_set() or job.job_id in self._stopped
         if outcome.error is not None and stopped:
             outcome.error = Interrupted("interrupted", "rerun the same command to resume")
-        if outcome.result is not None and job.extra:
-            outcome.result.sidecar.update(job.extra)
-            outcome.result.files.sidecar.write_text(
-                json.dumps(outcome.result.sidecar, indent=2, ensure_ascii=False) + "\n", "utf-8"
-            )
         return outcome
 
     def _worker(self, slot: Slot, plan: JobPlan) -> ContainerWorker | None:
@@ -428,7 +442,7 @@ class WorkerPool:
         env = exec_env(plan, self.container.labels.get(LABEL_GPUS, "all"))
         worker = ContainerWorker(self.engine, self.container, self.kind, slot, env, plan.workdir)
         with self._lock:
-            self._current[slot.name] = worker.pidfile
+            self._current[slot.name] = worker.job_id
         reason = worker.start()
         if reason:
             worker.stop(1.0)
@@ -463,9 +477,14 @@ class WorkerPool:
         observer.started(plan, request.steps)
         ok = False
         try:
-            with open(files.log, "ab") as log:
-                stream = JobOutput(log, observer, request.steps)
-                event = worker.run(plan.job_id, plan.argv[2:], stream.feed)
+            stream = JobOutput(observer, request.steps)
+            with safe_output.open_append_own(files.log, files.log_identity) as log:
+
+                def sink(data: bytes) -> None:
+                    safe_output.write_all(log, data)
+                    stream.feed(data)
+
+                event = worker.run(plan.job_id, plan.argv[2:], sink)
                 stream.flush()
             if event.get("event") != "done":
                 if event.get("event") == "exited":
@@ -488,7 +507,9 @@ class WorkerPool:
             )  # fmt: skip
             load_s = float(event.get("load_s", 0.0))
             data["worker"] = {"reused": True, "load_s": load_s, "slot": slot.name}
-            files.sidecar.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            data.update(job.extra)
+            text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+            safe_output.write_new(files.sidecar, text.encode("utf-8"))
             ok = True
             result = JobResult(files=files, container=self.container.name, duration_s=duration,
                                sidecar=data)  # fmt: skip

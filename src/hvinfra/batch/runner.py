@@ -17,7 +17,7 @@ from hvinfra.batch.manifest import SUMMARY, Entry, Manifest, now
 from hvinfra.batch.plan import BatchPlan, Item, Slot
 from hvinfra.batch.pool import GpuNames, Job, JobOutcome, PoolEngine, WorkerPool
 from hvinfra.errors import Interrupted
-from hvinfra.generate.run import JobObserver, _sigterm_as_interrupt
+from hvinfra.generate.run import JobObserver, _signals_as_interrupt
 from hvinfra.profiles.models import Profile
 from hvinfra.records import ContainerInfo
 
@@ -65,6 +65,7 @@ def run_batch(
     kind: str,
     gpu_names: GpuNames | None = None,
     stop_timeout: float = 20.0,
+    kill_stale: bool = False,
 ) -> dict[str, Any]:
     """Run the plan's lines; returns the summary (also written to summary.json). Raises
     Interrupted after Ctrl-C, once the running jobs are stopped and the manifest is saved."""
@@ -106,10 +107,10 @@ def run_batch(
     observer.batch_started(plan, len(futures))
     outcomes: list[JobOutcome] = []
     interrupted = False
-    pool.start()
+    pool.start(kill_stale=kill_stale)
     try:
         pending = set(futures)
-        with _sigterm_as_interrupt():  # `kill` stops the batch as Ctrl-C does
+        with _signals_as_interrupt():  # `kill` stops the batch as Ctrl-C does
             while pending:
                 done, pending = concurrent.futures.wait(
                     pending, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED

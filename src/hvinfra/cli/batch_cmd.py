@@ -61,7 +61,10 @@ _SHARED: dict[str, Any] = {
         False, "--dry-run", help="Print the plan (lines, sizes, GPUs, skips); start nothing."
     ),
     # the same options as `generate`, one definition
-    **{key: _GENERATE[key] for key in ("no_up", "skip_checks", "stop_timeout", "verbose")},
+    **{
+        key: _GENERATE[key]
+        for key in ("no_up", "skip_checks", "stop_timeout", "verbose", "kill_stale")
+    },
     "profile_file": ProfileFileOpt,
     "sets": SetOpt,
     "as_json": JsonOpt,
@@ -78,6 +81,7 @@ def register(app: typer.Typer) -> None:
 
     @batch_app.command("t2v")
     def t2v(
+        ctx: typer.Context,
         file: Path = S["file"],
         out: Path = S["out"],
         resolution: str | None = S["resolution"],
@@ -101,15 +105,17 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = S["dry_run"],
         stop_timeout: float = S["stop_timeout"],
         verbose: bool = S["verbose"],
+        kill_stale: bool = S["kill_stale"],
         profile_file: Path | None = S["profile_file"],
         sets: list[str] = S["sets"],
         as_json: bool = S["as_json"],
     ) -> None:
         """Text to video for every line: `hvinfra batch t2v prompts.jsonl --out runs/`."""
-        _batch("t2v", dict(locals()))
+        _batch(ctx, "t2v", dict(locals()))
 
     @batch_app.command("i2v")
     def i2v(
+        ctx: typer.Context,
         file: Path = S["file"],
         out: Path = S["out"],
         image: Path | None = typer.Option(
@@ -138,12 +144,13 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = S["dry_run"],
         stop_timeout: float = S["stop_timeout"],
         verbose: bool = S["verbose"],
+        kill_stale: bool = S["kill_stale"],
         profile_file: Path | None = S["profile_file"],
         sets: list[str] = S["sets"],
         as_json: bool = S["as_json"],
     ) -> None:
         """Image to video for every line (JSONL/CSV with an `image` column, or --image)."""
-        _batch("i2v", dict(locals()))
+        _batch(ctx, "i2v", dict(locals()))
 
 
 LINE_DEFAULTS = (
@@ -164,7 +171,7 @@ def _line_defaults(v: dict[str, Any]) -> dict[str, Any]:
     return defaults
 
 
-def _devices(v: dict[str, Any], profile: Any, system: Any) -> list[str] | None:
+def _devices(v: dict[str, Any], profile: Any, system: Any, app: Any) -> list[str] | None:
     """The GPUs to spread the batch over, checked by the same GPU selection as `up`."""
     from hvinfra.checks import select_gpus
     from hvinfra.cli.generate_cmd import host_gpu_count
@@ -188,12 +195,12 @@ def _devices(v: dict[str, Any], profile: Any, system: Any) -> list[str] | None:
             return [str(gpu.index) for gpu in chosen]
         return list(selection)
     if selection == "all":
-        count = host_gpu_count()
+        count = host_gpu_count(app)
         return [str(i) for i in range(count)] if count else None
     return list(selection)
 
 
-def _batch(kind: str, v: dict[str, Any]) -> None:
+def _batch(ctx: typer.Context, kind: str, v: dict[str, Any]) -> None:
     from hvinfra.batch.lines import BatchFileError, read_batch, request_hash, require_valid
     from hvinfra.batch.manifest import Manifest
     from hvinfra.batch.plan import (
@@ -205,20 +212,19 @@ def _batch(kind: str, v: dict[str, Any]) -> None:
         parse_shard,
         reuse_decision,
     )  # fmt: skip
-    from hvinfra.cli.common import load
-    from hvinfra.cli.generate_cmd import probed_gpus
+    from hvinfra.cli.common import app_context, load
     from hvinfra.errors import HvinfraError
     from hvinfra.generate.plan import build_plan
-    from hvinfra.output import Output
 
-    output = Output(json_mode=v["as_json"])
+    app = app_context(ctx)
+    output = app.output(v["as_json"])
     source: Path = v["file"]
     shard = parse_shard(v["shard"])
     loaded = load(kind, v["profile_file"], v["sets"])
     profile = loaded.profile
     all_lines = apply_shard(read_batch(source, kind, _line_defaults(v)), shard)
-    system = None if v["skip_checks"] or v["dry_run"] else probed_gpus()
-    slots, notes = assign_slots(_devices(v, profile, system), v["gpus_per_job"])
+    system = None if v["skip_checks"] or v["dry_run"] else app.gpu_system()
+    slots, notes = assign_slots(_devices(v, profile, system, app), v["gpus_per_job"])
     # Each line planned as its job will be (xDiT split, code folder): refused lines are invalid.
     checked = []
     for line in all_lines:
@@ -253,7 +259,7 @@ def _batch(kind: str, v: dict[str, Any]) -> None:
     if v["dry_run"]:
         _print_plan(output, plan, out_dir, shard)
         return
-    _run(output, kind, v, plan, profile, out_dir, manifest, system)
+    _run(app, output, kind, v, plan, profile, out_dir, manifest, system)
 
 
 def _item_row(item: Any) -> dict[str, Any]:
@@ -313,7 +319,7 @@ def _print_plan(output: Any, plan: Any, out_dir: Path, shard: Any) -> None:
 
 
 def _run(
-    output: Any, kind: str, v: dict[str, Any], plan: Any, profile: Any, out_dir: Path,
+    app: Any, output: Any, kind: str, v: dict[str, Any], plan: Any, profile: Any, out_dir: Path,
     manifest: Any, system: Any,
 ) -> None:  # fmt: skip
     from hvinfra.batch.manifest import exclusive
@@ -333,7 +339,7 @@ def _run(
     out_dir.mkdir(parents=True, exist_ok=True)
     with exclusive(out_dir):
         if to_run:
-            summary = _start(output, kind, v, plan, profile, out_dir, manifest)
+            summary = _start(app, output, kind, v, plan, profile, out_dir, manifest)
         else:  # everything done (or failed) before: no container needed
             output.info("every line is done or failed in an earlier run (--retry-failed reruns"
                         " failures)")  # fmt: skip
@@ -344,28 +350,27 @@ def _run(
 
 
 def _start(
-    output: Any, kind: str, v: dict[str, Any], plan: Any, profile: Any, out_dir: Path,
-    manifest: Any,
+    app: Any, output: Any, kind: str, v: dict[str, Any], plan: Any, profile: Any,
+    out_dir: Path, manifest: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """The container up (as `generate` starts it), then the batch on it."""
+    """The container up (as `generate` brings it up), then the batch on it."""
     from hvinfra.batch.runner import run_batch
     from hvinfra.batch_display import BatchDisplay
-    from hvinfra.cli.common import connect
-    from hvinfra.cli.devices_mode import gpu_access_for
+    from hvinfra.bringup import BringUpOptions, bring_up
     from hvinfra.cli.generate_cmd import gpu_names_for_sidecar
-    from hvinfra.cli.images_cmd import prepared_pull
     from hvinfra.generate.plan import build_plan, exec_env
-    from hvinfra.generate.run import ensure_container
-    from hvinfra.spec import LABEL_GPUS, build_run_spec
+    from hvinfra.launcher import require_container
+    from hvinfra.spec import LABEL_GPUS
 
-    engine = connect()
-    spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
-    container, started = ensure_container(
-        engine, profile, no_up=v["no_up"], spec=spec,
-        observe_pull=prepared_pull(engine, output, spec.image),
-    )  # fmt: skip
-    if started:
-        output.info(f"started {container.name} ({container.short_id})")
+    engine = app.engine()
+    if v["no_up"]:
+        container = require_container(engine, profile.container_name, profile.name, running=True)
+    else:  # `up`'s plan and pre-flight; a batch never recreates its container
+        options = BringUpOptions(no_recreate=True, skip_checks=v["skip_checks"])
+        brought = bring_up(app, output, profile, options)
+        container = brought.result.container
+        if brought.result.action != "kept":
+            output.info(f"started {container.name} ({container.short_id})")
     first = plan.to_run[0].line.request
     for slot in plan.slots:  # every worker's GPUs are in the container (else: how to fix it)
         gpus = list(slot.gpus) if slot.gpus else None
@@ -375,18 +380,19 @@ def _start(
     skipped = len(plan.items) - len(plan.to_run)
     if skipped:
         output.info(f"{skipped} line(s) skipped: done or failed in an earlier run")
+    system = app.gpu_system()
     display = BatchDisplay(output, verbose=v["verbose"])
     return run_batch(
         engine, container, profile, plan, out_dir, manifest, display, kind=kind,
-        gpu_names=lambda gpus: gpu_names_for_sidecar(gpus if gpus else ("0",)),
-        stop_timeout=v["stop_timeout"],
+        gpu_names=lambda gpus: gpu_names_for_sidecar(gpus if gpus else ("0",), system),
+        stop_timeout=v["stop_timeout"], kill_stale=v["kill_stale"],
     )  # fmt: skip
 
 
 def _checks(plan: Any, profile: Any, out_dir: Path, system: Any, *, gates: bool) -> list[Any]:
     """generate's pre-job checks for every line to run (inputs, file names, output folder),
     then the model assets once and the VRAM gate once per distinct size on each worker's GPUs."""
-    from hvinfra.assets import require_assets
+    from hvinfra.asset_probe import require_assets
     from hvinfra.errors import PreflightFailed
     from hvinfra.generate.plan import build_plan
     from hvinfra.generate.run import _pre_job_checks, vram_gate

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from hvinfra.context import AppContext
     from hvinfra.engine import DockerEngine
     from hvinfra.profiles import LoadedProfile
 
@@ -48,7 +49,8 @@ def parse_env_flags(items: list[str]) -> dict[str, str]:
 
 def parse_volume_flags(items: list[str], existing: dict[str, Any]) -> dict[str, Any]:
     """-v HOST:CTR[:ro|rw] -> volume entries; one that targets a profile's path replaces it."""
-    from hvinfra.errors import ProfileError
+    from hvinfra.errors import ExitCode, ProfileError
+    from hvinfra.paths import resolved
 
     by_target = {v.container: name for name, v in existing.items()}
     volumes: dict[str, Any] = {}
@@ -60,7 +62,7 @@ def parse_volume_flags(items: list[str], existing: dict[str, Any]) -> dict[str, 
             )
         if len(parts) == 3 and parts[2] not in ("ro", "rw"):
             raise ProfileError(f"-v {item!r}: mode must be ro or rw", "write HOST:CONTAINER:ro")
-        host = str(Path(parts[0]).expanduser().resolve())
+        host = str(resolved(Path(parts[0]), "-v", exit_code=ExitCode.PROFILE))
         name = by_target.get(parts[1], f"extra{index}")
         volumes[name] = {
             "host": host,
@@ -104,3 +106,14 @@ def connect() -> DockerEngine:
     from hvinfra.engine import DockerEngine
 
     return DockerEngine.from_env()
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    """The command's AppContext, built by the app's callback (or passed to `main`)."""
+    from hvinfra.context import AppContext
+
+    found = ctx.find_object(AppContext)
+    if found is None:  # a command invoked without the app's callback (never from `main`)
+        found = AppContext()
+        ctx.obj = found
+    return found

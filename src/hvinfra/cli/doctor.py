@@ -11,14 +11,10 @@ import typer
 from hvinfra.cli.common import JsonOpt, ProfileFileOpt, SetOpt
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from hvinfra.checks import CheckResult, Facts
-    from hvinfra.output import Output
     from hvinfra.profiles import Profile
 
 JSON_SCHEMA = 1
-STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
 GpusOpt = typer.Option(
     None, "--gpus", help="GPUs to check: all, none, 0,1 or GPU UUIDs (default: the profile's)."
@@ -38,19 +34,6 @@ OffloadOpt = typer.Option(
     "--use-cpu-offload",
     help="Size the VRAM check for CPU offload (generate with --cpu-offload).",
 )
-
-
-def checks_table(results: list[CheckResult]) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table("CHECK", "STATUS", "DETAIL")
-    for result in results:
-        detail = Text(result.detail)
-        if result.fix and result.status != "pass":
-            detail.append(f"\nfix: {result.fix}", style="dim")
-        table.add_row(result.title, Text(result.status.upper(), style=STYLE[result.status]), detail)
-    return table
 
 
 def payload(profile: Profile, facts: Facts, results: list[CheckResult]) -> dict[str, Any]:
@@ -75,14 +58,10 @@ def payload(profile: Profile, facts: Facts, results: list[CheckResult]) -> dict[
     }
 
 
-def show_checks(output: Output, results: list[CheckResult], *, stderr: bool) -> None:
-    table = checks_table(results)
-    (output.err if stderr else output.out).print(table)
-
-
 def register(app: typer.Typer) -> None:
     @app.command()
     def doctor(
+        ctx: typer.Context,
         target: str = typer.Argument("t2v", help="Profile to check for: t2v, i2v, or a file."),
         profile_file: Path | None = ProfileFileOpt,
         sets: list[str] = SetOpt,
@@ -99,24 +78,26 @@ def register(app: typer.Typer) -> None:
         Exits 10 when any check fails.
         """
         from hvinfra import requirements
-        from hvinfra.assets import FixContext, assets_report
+        from hvinfra.asset_probe import assets_report
+        from hvinfra.assets import FixContext
         from hvinfra.checks import asset_checks, failed, run_checks
-        from hvinfra.cli.common import connect, load
+        from hvinfra.checks_display import show_checks
+        from hvinfra.cli.common import app_context, load
         from hvinfra.errors import ExitCode
-        from hvinfra.host_gpu import HostProbe
-        from hvinfra.output import Output
         from hvinfra.preflight import Options, gather
 
-        output = Output(json_mode=as_json)
+        app = app_context(ctx)
+        output = app.output(as_json)
         extra = {"resolution": resolution} if resolution else None
         profile = load(
             target, profile_file, sets, image=image, gpus=gpus, extra_flags=extra
         ).profile
         facts = gather(
             profile,
-            connect=connect,
-            probe=HostProbe(),
+            connect=app.engine,
+            probe=app.probe,
             options=Options(fp8=use_fp8, cpu_offload=use_cpu_offload),
+            gpus=app.gpus(),
         )
         results = run_checks(facts, requirements.load())
         results += asset_checks(assets_report(profile, FixContext(target)))

@@ -3,7 +3,6 @@ profile's container -> the .mp4, its JSON sidecar and log in --out."""
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from pathlib import Path
@@ -15,6 +14,8 @@ from hvinfra.cli.common import JsonOpt, ProfileFileOpt, SetOpt
 from hvinfra.generate.tables import tables
 
 if TYPE_CHECKING:
+    from hvinfra.context import AppContext
+    from hvinfra.generate.options import GenerateOptions
     from hvinfra.records import GpuSystem
 
 _T = tables()
@@ -93,6 +94,9 @@ def _common(kind: str) -> dict[str, Any]:
             20.0, "--stop-timeout", help="Seconds after Ctrl-C before the job is killed."
         ),
         "verbose": typer.Option(False, "--verbose", "-V", help="Also print the script's output."),
+        "kill_stale": typer.Option(
+            False, "--kill-stale", help="First kill a job left running by an hvinfra that died."
+        ),
         "profile_file": ProfileFileOpt,
         "sets": SetOpt,
         "as_json": JsonOpt,
@@ -112,6 +116,7 @@ def register(app: typer.Typer) -> None:
 
     @gen_app.command("t2v")
     def t2v(
+        ctx: typer.Context,
         prompt: str = c["prompt"],
         resolution: str = typer.Option(
             _T.t2v_default_resolution,
@@ -151,18 +156,19 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = c["dry_run"],
         stop_timeout: float = c["stop_timeout"],
         verbose: bool = c["verbose"],
+        kill_stale: bool = c["kill_stale"],
         profile_file: Path | None = c["profile_file"],
         sets: list[str] = c["sets"],
         as_json: bool = c["as_json"],
     ) -> None:
         """Text to video with sample_video.py: `hvinfra generate t2v -p "a cat walks"`."""
-        values = dict(locals())
-        _generate("t2v", values)
+        _generate(ctx, _options("t2v", locals()))
 
     c = _C["i2v"]
 
     @gen_app.command("i2v")
     def i2v(
+        ctx: typer.Context,
         image: Path = typer.Option(..., "--image", "-i", help="The first frame (copied in)."),
         prompt: str = c["prompt"],
         resolution: str = typer.Option(
@@ -201,28 +207,28 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = c["dry_run"],
         stop_timeout: float = c["stop_timeout"],
         verbose: bool = c["verbose"],
+        kill_stale: bool = c["kill_stale"],
         profile_file: Path | None = c["profile_file"],
         sets: list[str] = c["sets"],
         as_json: bool = c["as_json"],
     ) -> None:
         """Image to video with sample_image2video.py: `hvinfra generate i2v -i cat.png -p "…"`."""
-        values = dict(locals())
-        _generate("i2v", values)
+        _generate(ctx, _options("i2v", locals()))
+
+
+def _options(kind: str, values: dict[str, Any]) -> GenerateOptions:
+    """The command's parameters as one typed value (every name is a GenerateOptions field)."""
+    from hvinfra.generate.options import GenerateOptions
+
+    return GenerateOptions(kind=kind, **{k: v for k, v in values.items() if k != "ctx"})
 
 
 # -- GPU facts, from NVML when it answers -------------------------------------------------------
-@functools.cache
-def probed_gpus() -> GpuSystem | None:
-    """What NVML sees on this host, asked once per command; None where it does not answer."""
-    from hvinfra.host_gpu import HostProbe
-    from hvinfra.preflight import probe_gpus
-
-    return probe_gpus(HostProbe())[0]
-
-
-def host_gpu_count() -> int | None:
+def host_gpu_count(app: AppContext | None = None) -> int | None:
     """How many GPUs `--gpus all` means: NVML's count, else the /dev/nvidiaN device nodes."""
-    system = probed_gpus()
+    from hvinfra.context import AppContext
+
+    system = (app or AppContext()).gpu_system()
     if system is not None:
         return len(system.gpus)
     try:
@@ -231,12 +237,13 @@ def host_gpu_count() -> int | None:
         return None
 
 
-def gpu_names_for_sidecar(selection: str | tuple[str, ...]) -> list[str] | None:
+def gpu_names_for_sidecar(
+    selection: str | tuple[str, ...], system: GpuSystem | None
+) -> list[str] | None:
     """The selected GPUs' names for the sidecar; None when NVML cannot tell."""
     from hvinfra.checks import select_gpus
     from hvinfra.errors import GpuRuntimeError
 
-    system = probed_gpus()
     if system is None:
         return None
     try:
@@ -253,81 +260,88 @@ def _new_job_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def _generate(kind: str, v: dict[str, Any]) -> None:
+def _generate(ctx: typer.Context, o: GenerateOptions) -> None:
     import secrets
 
-    from hvinfra.cli.common import load
+    from hvinfra.cli.common import app_context, load
     from hvinfra.errors import ExitCode, HvinfraError
     from hvinfra.generate.plan import build_plan
     from hvinfra.generate.request import make_request
-    from hvinfra.output import Output
+    from hvinfra.paths import resolved
 
-    output = Output(json_mode=v["as_json"])
-    if kind == "i2v" and v["stability"] and v["dynamic"]:
+    app = app_context(ctx)
+    kind = o.kind
+    output = app.output(o.as_json)
+    if kind == "i2v" and o.stability and o.dynamic:
         raise HvinfraError(
             "--stability and --dynamic exclude each other", "choose one",
             exit_code=ExitCode.USAGE,
         )  # fmt: skip
-    if v["rewrite"] is not None and v["rewrite"] not in ("normal", "master"):
+    if o.rewrite is not None and o.rewrite not in ("normal", "master"):
         raise HvinfraError(
-            f"--rewrite {v['rewrite']!r} is not a rewrite mode", "use normal or master",
+            f"--rewrite {o.rewrite!r} is not a rewrite mode", "use normal or master",
             exit_code=ExitCode.USAGE,
         )  # fmt: skip
-    loaded = load(kind, v["profile_file"], v["sets"], gpus=v["gpus"])
+    loaded = load(kind, o.profile_file, o.sets, gpus=o.gpus)
     profile = loaded.profile
     fields: dict[str, Any] = {
-        key: v[key]
-        for key in (
-            "prompt", "neg_prompt", "resolution", "frames", "steps", "flow_shift",
-            "embedded_cfg_scale", "cpu_offload", "gpus", "ulysses_degree", "ring_degree",
-        )
+        "prompt": o.prompt, "neg_prompt": o.neg_prompt, "resolution": o.resolution,
+        "frames": o.frames, "steps": o.steps, "flow_shift": o.flow_shift,
+        "embedded_cfg_scale": o.embedded_cfg_scale, "cpu_offload": o.cpu_offload,
+        "gpus": o.gpus, "ulysses_degree": o.ulysses_degree, "ring_degree": o.ring_degree,
     }  # fmt: skip
-    fields["seed"] = v["seed"] if v["seed"] is not None else secrets.randbelow(2**31)
+    fields["seed"] = o.seed if o.seed is not None else secrets.randbelow(2**31)
     if kind == "t2v":
-        fields.update(aspect=v["aspect"], fp8=v["fp8"])
+        fields.update(aspect=o.aspect, fp8=o.fp8)
     else:
+        assert o.image is not None  # a required option of `generate i2v`
         fields.update(
-            image=str(v["image"].expanduser().resolve()),
-            mode="dynamic" if v["dynamic"] else "stability",
-            lora=str(v["lora"].expanduser().resolve()) if v["lora"] else None,
-            lora_scale=v["lora_scale"],
+            image=str(resolved(o.image, "--image")),
+            mode="dynamic" if o.dynamic else "stability",
+            lora=str(resolved(o.lora, "--lora")) if o.lora else None,
+            lora_scale=o.lora_scale,
         )
     request = make_request(kind, **fields)  # validate before any network call
     rewrite_info: dict[str, Any] | None = None
-    if v["rewrite"]:
+    if o.rewrite:
         from hvinfra.generate.rewrite import resolve_config, rewrite_prompt
 
         config = resolve_config(
-            endpoint=v["rewrite_endpoint"],
-            model=v["rewrite_model"],
-            key_file=str(v["rewrite_key_file"]) if v["rewrite_key_file"] else None,
+            endpoint=o.rewrite_endpoint,
+            model=o.rewrite_model,
+            key_file=str(o.rewrite_key_file) if o.rewrite_key_file else None,
             profile_endpoint=profile.rewrite.endpoint,
             profile_model=profile.rewrite.model,
             profile_key_file=profile.rewrite.api_key_file,
             timeout=profile.rewrite.timeout,
             env=os.environ,
         )
-        output.info(f"rewriting the prompt ({v['rewrite']}) with {config.model} at {config.url} …")
-        rewritten = rewrite_prompt(v["prompt"], v["rewrite"], config)
+        output.info(f"rewriting the prompt ({o.rewrite}) with {config.model} at {config.url} …")
+        rewritten = rewrite_prompt(o.prompt, o.rewrite, config)
         output.note(f"rewritten prompt: {rewritten}")
-        fields.update(prompt=rewritten, original_prompt=v["prompt"], rewrite=v["rewrite"])
+        fields.update(prompt=rewritten, original_prompt=o.prompt, rewrite=o.rewrite)
         request = make_request(kind, **fields)
         rewrite_info = {
-            "mode": v["rewrite"], "endpoint": config.url, "model": config.model,
-            "original_prompt": v["prompt"],
+            "mode": o.rewrite, "endpoint": config.url, "model": config.model,
+            "original_prompt": o.prompt,
         }  # fmt: skip
     count = None
     if request.gpus == "all":
-        devices = profile.gpu.devices
-        count = len(devices) if isinstance(devices, list) else host_gpu_count()
+        from hvinfra.gpu_selection import GpuSelection
+
+        devices = GpuSelection.of(profile.gpu.devices)
+        count = len(devices.listed) if devices.listed else host_gpu_count(app)
     plan = build_plan(request, profile, job_id=_new_job_id(), host_gpu_count=count)
     for note in plan.notes:
         output.warn(note)
-    out_dir: Path = v["out"].expanduser()
-    if v["dry_run"]:
+    out_dir: Path = o.out.expanduser()
+    if o.dry_run:
         _print_dry_run(output, plan, profile, out_dir, request.model_dump(mode="json"))
         return
-    _run(output, kind, v, request, plan, profile, out_dir, rewrite_info)
+    from hvinfra.exposure import exposures
+
+    warnings = exposures(profile, loaded.sources)
+    _run(app, output, o, request, plan, profile, out_dir, rewrite_info, warnings)
 
 
 def _print_dry_run(
@@ -382,7 +396,7 @@ def _print_dry_run(
 
 
 def _warn_if_differs(output: Any, plan: Any, profile_name: str) -> None:
-    if plan.differs:
+    if plan is not None and plan.differs:
         output.warn(
             f"container {plan.name} differs from the profile ({', '.join(plan.differences)});"
             f" the job runs in it as it is (`hvinfra up {profile_name}` recreates it)"
@@ -390,57 +404,60 @@ def _warn_if_differs(output: Any, plan: Any, profile_name: str) -> None:
 
 
 def _run(
+    app: AppContext,
     output: Any,
-    kind: str,
-    v: dict[str, Any],
+    o: GenerateOptions,
     request: Any,
     plan: Any,
     profile: Any,
     out_dir: Path,
     rewrite_info: dict[str, Any] | None,
+    exposures: list[str] = [],  # noqa: B006  (read only)
 ) -> None:
-    from hvinfra.cli.common import connect
-    from hvinfra.cli.devices_mode import gpu_access_for
-    from hvinfra.cli.images_cmd import prepared_pull
+    from hvinfra.bringup import BringUpOptions, bring_up
     from hvinfra.generate.run import (
         _pre_job_checks,
-        ensure_container,
         job_selection,
         reserve_output_files,
         run_job,
     )
     from hvinfra.generate_display import JobDisplay
-    from hvinfra.spec import build_run_spec
+    from hvinfra.launcher import require_container
 
     system = None
-    if v["skip_checks"]:
+    if o.skip_checks:
         output.err.print(
             "[bold yellow]WARNING: --skip-checks: no VRAM gate and no model-asset check; a"
             " missing piece or too little memory shows up inside the job instead.[/bold yellow]"
         )
     else:
-        system = probed_gpus()
-    checks = _pre_job_checks(request, plan, profile, out_dir, system, gates=not v["skip_checks"])
-    if system is None and not v["skip_checks"]:
+        system = app.gpu_system()
+    checks = _pre_job_checks(request, plan, profile, out_dir, system, gates=not o.skip_checks)
+    if system is None and not o.skip_checks:
         output.warn("NVML did not answer: the job's GPU memory was not checked")
     for warning in checks:
         output.warn(f"{warning.title}: {warning.detail}")
-    engine = connect()
-    spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
-    container, started = ensure_container(
-        engine, profile, no_up=v["no_up"], spec=spec,
-        observe_pull=prepared_pull(engine, output, spec.image),
-        on_plan=lambda done: _warn_if_differs(output, done, profile.name),
-    )  # fmt: skip
+    engine = app.engine()
+    if o.no_up:
+        container = require_container(engine, profile.container_name, profile.name, running=True)
+        started = False
+    else:  # `up`'s plan and pre-flight; a job never recreates its container
+        brought = bring_up(
+            app, output, profile, BringUpOptions(no_recreate=True, skip_checks=o.skip_checks)
+        )
+        _warn_if_differs(output, brought.result.plan, profile.name)
+        container, started = brought.result.container, brought.result.action != "kept"
     if started:
         output.info(f"started {container.name} ({container.short_id})")
+        for exposure in exposures:
+            output.warn(f"SECURITY: {exposure}")
     files = reserve_output_files(out_dir, plan.output_stem)
     result = run_job(
         engine, request, plan, container, files,
-        observer=JobDisplay(output, verbose=v["verbose"]),
-        gpu_names=gpu_names_for_sidecar(job_selection(request, profile)),
-        stop_timeout=v["stop_timeout"],
-        rewrite=rewrite_info,
+        observer=JobDisplay(output, verbose=o.verbose),
+        gpu_names=gpu_names_for_sidecar(job_selection(request, profile), app.gpu_system()),
+        stop_timeout=o.stop_timeout,
+        rewrite=rewrite_info, kill_stale=o.kill_stale,
     )  # fmt: skip
     if output.json_mode:
         output.data(

@@ -1,24 +1,17 @@
 """`hvinfra pull|lock|build`: images with live progress, digest pinning, and the two Dockerfiles.
 
-Also the pull observer `up` uses (`prepared_pull`), so both show the same progress and run the
-same free-disk check.
+The pull observer (`bringup.prepared_pull`) is the one `up` uses, so both show the same progress
+and run the same free-disk check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
 from hvinfra.cli.common import JsonOpt, ProfileFileOpt, SetOpt
-
-if TYPE_CHECKING:
-    from hvinfra.engine import DockerEngine
-    from hvinfra.images import LockEntry
-    from hvinfra.output import Output
-    from hvinfra.pull_display import PullDisplay
 
 PULL_TARGET_HELP = "t2v, i2v, all (both packaged profiles), a user profile name or a YAML path."
 LockOpt = typer.Option(
@@ -32,86 +25,13 @@ SkipDiskOpt = typer.Option(
 )
 
 
-class PreparedPull:
-    """A pull observer that first sizes the image and checks the disk, then shows progress.
+def __getattr__(name: str) -> Any:
+    """The pull observer and lock lookup moved to `hvinfra.bringup`; still importable here."""
+    if name in {"PreparedPull", "lock_entry_for", "prepared_pull"}:
+        from hvinfra import bringup
 
-    The check runs only when the launcher really pulls (it calls the observer), before the
-    engine's stream is read, so a refusal leaves nothing started.
-    """
-
-    def __init__(
-        self,
-        engine: DockerEngine,
-        output: Output,
-        ref: str,
-        *,
-        unpacked: int | None = None,
-        skip_disk_check: bool = False,
-    ) -> None:
-        self.engine, self.output, self.ref = engine, output, ref
-        self.unpacked, self.skip_disk_check = unpacked, skip_disk_check
-        self.display: PullDisplay | None = None
-        self.disk: Any = None
-
-    def __call__(self, events: Iterator[dict[str, Any]]) -> None:
-        from hvinfra.images import disk_check, disk_error, local_free_bytes
-        from hvinfra.pull_display import PullDisplay
-        from hvinfra.registry import image_sizes
-
-        info = self.engine.info()
-        sizes = image_sizes(
-            self.ref,
-            credentials=self.engine.registry_credentials(self.ref),
-            insecure=info.insecure_registries,
-        )
-        check = disk_check(
-            info.docker_root_dir,
-            local_free_bytes(info),
-            sizes.compressed if sizes else None,
-            self.unpacked,
-        )
-        self.disk = check
-        if check.status == "fail" and not self.skip_disk_check:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
-            raise disk_error(check)
-        if check.status in {"fail", "warn"}:
-            self.output.warn(check.message)
-        elif check.status == "skip":
-            self.output.info(f"free disk not checked: {check.message}")
-        else:
-            self.output.info(f"disk: {check.message}")
-        self.display = PullDisplay(
-            self.output,
-            self.ref,
-            expected_sizes=sizes.layers if sizes else None,
-            layers_kept=info.containerd_store,
-        )
-        self.display(events)
-
-
-def lock_entry_for(profile_name: str, lock: Path | None) -> LockEntry | None:
-    from hvinfra.images import find_lock, read_lock
-
-    path = find_lock(lock)
-    if path is None:
-        return None
-    return read_lock(path).get(profile_name)
-
-
-def prepared_pull(
-    engine: DockerEngine,
-    output: Output,
-    ref: str,
-    *,
-    entry: LockEntry | None = None,
-    skip_disk_check: bool = False,
-) -> PreparedPull:
-    from hvinfra.images import repository
-
-    unpacked = entry.size if entry and repository(entry.image) == repository(ref) else None
-    return PreparedPull(engine, output, ref, unpacked=unpacked, skip_disk_check=skip_disk_check)
+        return getattr(bringup, name)
+    raise AttributeError(name)
 
 
 def _targets(target: str) -> list[str]:
@@ -179,6 +99,7 @@ def _git_revision(directory: Path) -> str:
 def register(app: typer.Typer) -> None:
     @app.command()
     def pull(
+        ctx: typer.Context,
         target: str = typer.Argument(..., help=PULL_TARGET_HELP),
         profile_file: Path | None = ProfileFileOpt,
         sets: list[str] = SetOpt,
@@ -192,14 +113,15 @@ def register(app: typer.Typer) -> None:
         Checks free disk at Docker's data root against the registry's image size first.
         Interrupt with Ctrl-C at any time; rerunning finishes the pull.
         """
-        from hvinfra.cli.common import connect, load
+        from hvinfra.bringup import lock_entry_for, prepared_pull
+        from hvinfra.cli.common import app_context, load
         from hvinfra.images import lock_mismatch, repo_digest_of
         from hvinfra.launcher import PullPolicy, ensure_image
-        from hvinfra.output import Output
 
         _check_single(target, image)
-        output = Output(json_mode=as_json)
-        engine = connect()
+        app = app_context(ctx)
+        output = app.output(as_json)
+        engine = app.engine()
         results: list[dict[str, Any]] = []
         for name in _targets(target):
             profile = load(name, profile_file, sets, image=image).profile

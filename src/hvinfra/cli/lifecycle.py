@@ -13,11 +13,10 @@ from hvinfra.cli.doctor import Fp8Opt, OffloadOpt
 from hvinfra.cli.images_cmd import LockOpt, SkipDiskOpt
 
 if TYPE_CHECKING:
+    from hvinfra.bringup import BringUpOptions
+    from hvinfra.context import AppContext
     from hvinfra.convergence import Plan
-    from hvinfra.engine import DockerEngine
-    from hvinfra.gpu import GpuProbe
     from hvinfra.output import Output
-    from hvinfra.profiles import Profile
     from hvinfra.records import ContainerInfo
     from hvinfra.spec import RunSpec
 
@@ -53,7 +52,8 @@ def _image_digest(engine: Any, info: ContainerInfo) -> str:
 
 def _warn_about_assets(output: Any, profile: Any, target: str) -> None:
     """`up` starts the container anyway (it is a shell); it says what the scripts will miss."""
-    from hvinfra.assets import assets_report, failed
+    from hvinfra.asset_probe import assets_report
+    from hvinfra.assets import failed
     from hvinfra.errors import HvinfraError
 
     try:
@@ -71,6 +71,7 @@ def _warn_about_assets(output: Any, profile: Any, target: str) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def up(
+        ctx: typer.Context,
         target: str = typer.Argument(..., help=TARGET_HELP),
         profile_file: Path | None = ProfileFileOpt,
         sets: list[str] = SetOpt,
@@ -114,6 +115,13 @@ def register(app: typer.Typer) -> None:
         ),
         lock: Path | None = LockOpt,
         skip_disk_check: bool = SkipDiskOpt,
+        settle: float = typer.Option(
+            0.25,
+            "--settle",
+            min=0.0,
+            help="Seconds the container must keep running before `up` reports it started; an"
+            " exit within them is shown with its log (exit 9). 0: report as soon as it runs.",
+        ),
         skip_checks: bool = typer.Option(
             False,
             "--skip-checks",
@@ -131,16 +139,13 @@ def register(app: typer.Typer) -> None:
         `hvinfra doctor` first and refuses to start when one fails.
         """
         from hvinfra.argv import docker_run_argv, shell_line
-        from hvinfra.cli.common import connect, load
-        from hvinfra.cli.devices_mode import gpu_access_for
+        from hvinfra.bringup import BringUpOptions, bring_up, dry_run_spec
+        from hvinfra.cli.common import app_context, load
         from hvinfra.errors import ExitCode, HvinfraError, ProfileError
-        from hvinfra.host_gpu import HostProbe
         from hvinfra.launcher import PullPolicy
-        from hvinfra.launcher import up as launch
-        from hvinfra.output import Output
-        from hvinfra.spec import build_run_spec
 
-        output = Output(json_mode=as_json)
+        app = app_context(ctx)
+        output = app.output(as_json)
         if force_recreate and no_recreate:
             raise HvinfraError(
                 "--force-recreate and --no-recreate exclude each other", "choose one",
@@ -157,12 +162,15 @@ def register(app: typer.Typer) -> None:
             volumes=volume, privileged=privileged,
         )  # fmt: skip
         profile = loaded.profile
-        probe = HostProbe()
+        options = BringUpOptions(
+            pull=policy, force_recreate=force_recreate, no_recreate=no_recreate,
+            skip_checks=skip_checks, fp8=use_fp8, cpu_offload=use_cpu_offload, lock=lock,
+            skip_disk_check=skip_disk_check, wait_timeout=wait_timeout, settle=settle,
+        )  # fmt: skip
         if dry_run:
-            profile = _dry_run_gpus(output, profile, probe)
-            spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
+            profile, spec = dry_run_spec(app, output, profile)
             argv = docker_run_argv(spec)
-            plan = _dry_run_plan(output, spec, force_recreate, no_recreate)
+            plan = _dry_run_plan(app, output, spec, options)
             if as_json:
                 output.data(
                     {"argv": argv, "line": shell_line(argv), "profile": profile.name}
@@ -174,28 +182,13 @@ def register(app: typer.Typer) -> None:
                 output.line(shell_line(argv))
             return
         _warn_about_assets(output, profile, target)
-        if profile.privileged:
-            output.warn(
-                "--privileged: the container gets every capability and device and no seccomp"
-                " filter, as in the official line"
-            )
-        engine = connect()
-        profile = _preflight(
-            output, profile, engine, probe, skip=skip_checks, fp8=use_fp8, offload=use_cpu_offload
-        )
-        spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
-        from hvinfra.cli.images_cmd import lock_entry_for, prepared_pull
-        from hvinfra.images import lock_mismatch
+        from hvinfra.exposure import exposures
 
-        entry = lock_entry_for(profile.name, lock)
-        observer = prepared_pull(
-            engine, output, spec.image, entry=entry, skip_disk_check=skip_disk_check
-        )
-        result = launch(
-            engine, spec, profile_name=profile.name, pull=policy, force_recreate=force_recreate,
-            no_recreate=no_recreate, observe_pull=observer, wait_timeout=wait_timeout,
-        )  # fmt: skip
-        mismatch = lock_mismatch(entry, spec.image, engine.image(spec.image)) if entry else None
+        for warning in exposures(profile, loaded.sources):
+            output.warn(f"SECURITY: {warning}")
+        brought = bring_up(app, output, profile, options)
+        result, profile, mismatch = brought.result, brought.profile, brought.lock_mismatch
+        engine = app.engine()
         if mismatch:
             output.warn(
                 f"the image differs from the lock file: {mismatch} (pin it with"
@@ -231,6 +224,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def down(
+        ctx: typer.Context,
         target: str = typer.Argument(..., help=TARGET_HELP),
         profile_file: Path | None = ProfileFileOpt,
         sets: list[str] = SetOpt,
@@ -240,13 +234,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Stop and remove the profile's container."""
-        from hvinfra.cli.common import connect, load
+        from hvinfra.cli.common import app_context, load
         from hvinfra.launcher import down as stop
-        from hvinfra.output import Output
 
-        output = Output(json_mode=as_json)
+        app = app_context(ctx)
+        output = app.output(as_json)
         profile = load(target, profile_file, sets, name=name).profile
-        result = stop(connect(), profile.container_name, keep=keep, timeout=timeout)
+        result = stop(app.engine(), profile.container_name, keep=keep, timeout=timeout)
         if as_json:
             output.data({"name": result.name, "found": result.found, "removed": result.removed})
         elif not result.found:
@@ -258,21 +252,22 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def status(
+        ctx: typer.Context,
         target: str | None = typer.Argument(None, help="Only this profile's containers."),
         as_json: bool = JsonOpt,
     ) -> None:
         """List the containers hvinfra started (found by their labels)."""
         from rich.table import Table
 
-        from hvinfra.cli.common import connect
+        from hvinfra.cli.common import app_context
         from hvinfra.launcher import managed_containers
-        from hvinfra.output import Output
 
-        output = Output(json_mode=as_json)
-        engine = connect()
-        rows = [
-            _container_row(c, _image_digest(engine, c)) for c in managed_containers(engine, target)
-        ]
+        app = app_context(ctx)
+        output = app.output(as_json)
+        engine = app.engine()
+        containers = managed_containers(engine, target)
+        digests = {c.image_id: _image_digest(engine, c) for c in containers}  # one ask per image
+        rows = [_container_row(c, digests[c.image_id]) for c in containers]
         if as_json:
             output.data(rows)
             return
@@ -293,6 +288,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def logs(
+        ctx: typer.Context,
         target: str = typer.Argument(..., help=TARGET_HELP),
         profile_file: Path | None = ProfileFileOpt,
         sets: list[str] = SetOpt,
@@ -305,11 +301,11 @@ def register(app: typer.Typer) -> None:
         timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Prefix timestamps."),
     ) -> None:
         """Print the container's output; with -f, follow until it exits or Ctrl-C."""
-        from hvinfra.cli.common import connect, load
+        from hvinfra.cli.common import app_context, load
         from hvinfra.launcher import require_container
 
         profile = load(target, profile_file, sets, name=name).profile
-        engine = connect()
+        engine = app_context(ctx).engine()
         info = require_container(engine, profile.container_name, profile.name, running=False)
         sink = sys.stdout.buffer
         try:
@@ -325,6 +321,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def attach(
+        ctx: typer.Context,
         target: str = typer.Argument(..., help=TARGET_HELP),
         profile_file: Path | None = ProfileFileOpt,
         sets: list[str] = SetOpt,
@@ -334,15 +331,15 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Attach this terminal to the container's shell; detach with Ctrl-P Ctrl-Q."""
-        from hvinfra.cli.common import connect, load
+        from hvinfra.cli.common import app_context, load
         from hvinfra.errors import ContainerStateError
         from hvinfra.launcher import require_container
-        from hvinfra.output import Output
         from hvinfra.terminal import relay
 
-        output = Output()
+        app = app_context(ctx)
+        output = app.output()
         profile = load(target, profile_file, sets, name=name).profile
-        engine = connect()
+        engine = app.engine()
         info = require_container(engine, profile.container_name, profile.name, running=True)
         if not (info.tty and info.stdin_open):
             raise ContainerStateError(
@@ -364,6 +361,7 @@ def register(app: typer.Typer) -> None:
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )
     def exec_(
+        ctx: typer.Context,
         target: str = typer.Argument(..., help=TARGET_HELP),
         command: list[str] = typer.Argument(None, help="The command, after --."),
         profile_file: Path | None = ProfileFileOpt,
@@ -383,13 +381,14 @@ def register(app: typer.Typer) -> None:
         from hvinfra.launcher import join_argv
 
         code = _run_exec(
-            target, profile_file, sets, name, join_argv(command or []),
+            ctx, target, profile_file, sets, name, join_argv(command or []),
             interactive=interactive, env=parse_env_flags(env), workdir=workdir,
         )  # fmt: skip
         raise typer.Exit(code)
 
     @app.command()
     def shell(
+        ctx: typer.Context,
         target: str = typer.Argument(..., help=TARGET_HELP),
         profile_file: Path | None = ProfileFileOpt,
         sets: list[str] = SetOpt,
@@ -397,7 +396,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Open an interactive shell in the running container (bash if present, else sh)."""
         argv = ["/bin/sh", "-c", "if command -v bash >/dev/null; then exec bash; else exec sh; fi"]
-        code = _run_exec(target, profile_file, sets, name, argv, interactive=True)
+        code = _run_exec(ctx, target, profile_file, sets, name, argv, interactive=True)
         raise typer.Exit(code)
 
 
@@ -414,92 +413,21 @@ def _plan_row(plan: Plan | None) -> dict[str, Any]:
 
 
 def _dry_run_plan(
-    output: Output, spec: RunSpec, force_recreate: bool, no_recreate: bool
+    app: AppContext, output: Output, spec: RunSpec, options: BringUpOptions
 ) -> Plan | None:
     """The plan `up` would carry out; None (with a note) when the engine does not answer."""
-    from hvinfra.cli.common import connect
+    from hvinfra.bringup import plan_for
     from hvinfra.errors import HvinfraError
-    from hvinfra.launcher import plan_up
 
     try:
-        return plan_up(connect(), spec, force_recreate=force_recreate, no_recreate=no_recreate)
+        return plan_for(app, spec, options)
     except HvinfraError as error:
         output.note(f"note: no plan: {error.message.splitlines()[0]}")
         return None
 
 
-def _dry_run_gpus(output: Output, profile: Profile, probe: GpuProbe) -> Profile:
-    """Resolve --gpus against NVML when it answers; a dry run also works without GPUs."""
-    from hvinfra.preflight import probe_gpus, selection_of, with_resolved_gpus
-
-    if selection_of(profile) == "none":
-        return profile
-    system, error = probe_gpus(probe)
-    if system is None:
-        reason = error.message.splitlines()[0] if error else "no answer"
-        output.note(
-            f"note: GPUs not resolved ({reason}); the line uses the profile's selection as"
-            " written and no checks ran"
-        )
-        return profile
-    resolved = with_resolved_gpus(profile, system)
-    if resolved is not profile:
-        output.note("note: GPUs resolved with NVML: " + ", ".join(resolved.gpu.devices))
-    return resolved
-
-
-def _preflight(
-    output: Output,
-    profile: Profile,
-    engine: DockerEngine,
-    probe: GpuProbe,
-    *,
-    skip: bool,
-    fp8: bool,
-    offload: bool,
-) -> Profile:
-    """Run doctor's checks before starting; refuse on a failing one unless --skip-checks."""
-    from hvinfra import requirements
-    from hvinfra.checks import failed, run_checks
-    from hvinfra.cli.doctor import show_checks
-    from hvinfra.errors import PreflightFailed
-    from hvinfra.preflight import Options, gather, probe_gpus, with_resolved_gpus
-
-    gpus = probe_gpus(probe) if profile.gpu.devices != "none" else (None, None)
-    if skip:
-        output.err.print(
-            "[bold yellow]WARNING: --skip-checks: starting without the pre-flight checks"
-            " (VRAM, driver, runtime, disk, memlock). Failures will show up inside the"
-            " container instead.[/bold yellow]"
-        )
-        return with_resolved_gpus(profile, gpus[0]) if gpus[0] is not None else profile
-    if gpus[0] is not None:
-        profile = with_resolved_gpus(profile, gpus[0])
-    facts = gather(
-        profile,
-        connect=lambda: engine,
-        probe=probe,
-        options=Options(fp8=fp8, cpu_offload=offload),
-        gpus=gpus,
-    )
-    results = run_checks(facts, requirements.load())
-    bad = failed(results)
-    if bad:
-        show_checks(output, results, stderr=True)
-        raise PreflightFailed(
-            f"pre-flight: {len(bad)} check(s) failed: "
-            + "; ".join(f"{r.title}: {r.detail}" for r in bad),
-            bad[0].fix + " (the table above lists every check; `--skip-checks` starts anyway)"
-            if bad[0].fix
-            else "see the table above; `--skip-checks` starts anyway",
-        )
-    warnings = [r for r in results if r.status == "warn"]
-    for result in warnings:
-        output.warn(f"{result.title}: {result.detail}")
-    return profile
-
-
 def _run_exec(
+    ctx: typer.Context,
     target: str,
     profile_file: Path | None,
     sets: list[str],
@@ -512,12 +440,12 @@ def _run_exec(
 ) -> int:
     import os
 
-    from hvinfra.cli.common import connect, load
+    from hvinfra.cli.common import app_context, load
     from hvinfra.launcher import require_container
     from hvinfra.terminal import relay
 
     profile = load(target, profile_file, sets, name=name).profile
-    engine = connect()
+    engine = app_context(ctx).engine()
     info = require_container(engine, profile.container_name, profile.name, running=True)
     use_tty = interactive and os.isatty(sys.stdin.fileno())
     exec_id = engine.exec_create(

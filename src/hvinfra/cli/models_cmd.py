@@ -38,12 +38,13 @@ def _resolve(
 ) -> tuple[Profile, FixContext]:
     from hvinfra.assets import FixContext, host_dirs, models_of
     from hvinfra.cli.common import load
+    from hvinfra.paths import resolved
 
     flags: dict[str, Any] = {}
     if code_dir is not None:
-        flags["volumes.code.host"] = str(code_dir.expanduser().resolve())
+        flags["volumes.code.host"] = str(resolved(code_dir, "--code-dir"))
     if weights_dir is not None:
-        flags["volumes.weights.host"] = str(weights_dir.expanduser().resolve())
+        flags["volumes.weights.host"] = str(resolved(weights_dir, "--weights-dir"))
     profile = load(target, profile_file, sets, extra_flags=flags).profile
     models_of(profile)
     host_dirs(profile)
@@ -95,7 +96,8 @@ def check(
     """One row per piece (code, model, vae, text encoders…): ok, missing, incomplete or wrong
     commit, with sizes and the command that fixes it. Exit code 11 when a required piece is not
     ok; reads the disk only (no network, no Docker)."""
-    from hvinfra.assets import assets_report, failed, overall_fix
+    from hvinfra.asset_probe import assets_report
+    from hvinfra.assets import failed, overall_fix
     from hvinfra.errors import AssetsMissing
     from hvinfra.output import Output
 

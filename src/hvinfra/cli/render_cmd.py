@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
 
     @render_app.command("compose")
     def compose(
+        ctx: typer.Context,
         target: str = typer.Argument(..., help=TARGET_HELP),
         profile_file: Path | None = ProfileFileOpt,
         sets: list[str] = SetOpt,
@@ -52,15 +53,15 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """A compose file whose service creates the container `hvinfra up` creates."""
-        from hvinfra.cli.common import load
-        from hvinfra.cli.devices_mode import gpu_access_for
-        from hvinfra.output import Output
+        from hvinfra.bringup import gpu_access_for
+        from hvinfra.cli.common import app_context, load
         from hvinfra.render.compose import render_compose
         from hvinfra.spec import build_run_spec
 
-        output = Output()
+        app = app_context(ctx)
+        output = app.output()
         profile = load(target, profile_file, sets).profile
-        spec = build_run_spec(profile, gpu_access=gpu_access_for(profile, output))
+        spec = build_run_spec(profile, gpu_access=gpu_access_for(app, profile, output))
         text = render_compose(spec, profile.name, as_json=as_json)
         _emit(output, text, output_file, "compose" if check else None)
 

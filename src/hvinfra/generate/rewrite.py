@@ -118,10 +118,39 @@ def request_body(prompt: str, mode: str, model: str) -> dict[str, Any]:
 Opener = Callable[..., Any]
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib would resend the Authorization header to whatever host
+    the endpoint names. A 3xx then surfaces as an HTTPError, refused below."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def open_no_redirect(request: urllib.request.Request, timeout: float) -> Any:
+    return urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """`text` without the secret (an endpoint may echo the key back in its error)."""
+    if not secret:
+        return text
+    return text.replace(secret, "***")
+
+
 def rewrite_prompt(
-    prompt: str, mode: str, config: RewriteConfig, *, opener: Opener = urllib.request.urlopen
+    prompt: str, mode: str, config: RewriteConfig, *, opener: Opener = open_no_redirect
 ) -> str:
-    """Send the prompt, return the rewritten one; every failure is a RewriteFailed with a fix."""
+    """Send the prompt, return the rewritten one; every failure is a RewriteFailed with a fix
+    whose text never holds the API key."""
+    try:
+        return redact(_rewrite(prompt, mode, config, opener), config.api_key)
+    except RewriteFailed as exc:
+        clean = RewriteFailed(redact(exc.message, config.api_key), redact(exc.fix, config.api_key))
+    clean.__suppress_context__ = True  # --debug prints no chained cause that may hold the key
+    raise clean
+
+
+def _rewrite(prompt: str, mode: str, config: RewriteConfig, opener: Opener) -> str:
     if mode not in INSTRUCTIONS:
         raise RewriteFailed(f"unknown rewrite mode {mode!r}", "use --rewrite normal or master")
     body = json.dumps(request_body(prompt, mode, config.model)).encode("utf-8")
@@ -133,6 +162,13 @@ def rewrite_prompt(
         with opener(request, timeout=config.timeout) as response:
             raw = response.read()
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            raise RewriteFailed(
+                f"the rewrite endpoint {config.url} answered HTTP {exc.code}, a redirect to"
+                f" {exc.headers.get('Location', '?')}; hvinfra does not follow redirects, so the"
+                " API key is never sent to another address",
+                "point --rewrite-endpoint (or " + ENV_ENDPOINT + ") at the final URL",
+            ) from None
         detail = exc.read()[:300].decode("utf-8", "replace").strip()
         fix = {
             401: f"set a valid key in {ENV_API_KEY} or --rewrite-key-file",

@@ -2,7 +2,9 @@
 
 Never imports docker, rich or typer: the CLI passes the engine and an observer (progress
 display). The job runs as an argv list under a tiny `sh` wrapper that records its pid, so
-Ctrl-C can stop the job's whole process tree inside the container.
+Ctrl-C can stop the job's whole process tree inside the container (generate/job_control.py).
+Whatever the job leaves behind is untrusted: copy-out and every write into --out go through
+generate/safe_output.py.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import signal
 import tarfile
 import time
@@ -20,39 +21,40 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from hvinfra import __version__
+from hvinfra.argv import REDACTED, is_secret_name
 from hvinfra.checks import CheckResult
 from hvinfra.convergence import Plan
-from hvinfra.errors import HvinfraError, Interrupted, JobFailed, PreflightFailed
+from hvinfra.errors import (
+    ContainerStateError,
+    DockerUnreachable,
+    HvinfraError,
+    Interrupted,
+    JobFailed,
+    OutputError,
+    PreflightFailed,
+)
+from hvinfra.generate import safe_output
+from hvinfra.generate.job_control import JOB_ENV, pidfile_of, refuse_or_kill_stale, stop_job, wrap
 from hvinfra.generate.plan import JobPlan, exec_env, official_file_name_bytes
 from hvinfra.generate.progress import LineSplitter, Step, failure_hint, parse_step, saved_path
 from hvinfra.generate.request import I2VRequest, Request, T2VRequest
-from hvinfra.launcher import Engine, PullObserver, consume, exit_explanation, require_container, up
+from hvinfra.gpu_selection import GpuSelection
+from hvinfra.launcher import (
+    EXIT_SIGNALS,
+    Engine,
+    PullObserver,
+    consume,
+    exit_explanation,
+    require_container,
+    up,
+)
 from hvinfra.profiles.models import Profile
 from hvinfra.records import ContainerInfo, ExecResult, GpuSystem, ImageInfo
 from hvinfra.spec import LABEL_GPUS, RunSpec, build_run_spec
 
-# `sh -c WRAPPER hvinfra-job PIDFILE ARGV…`: record the pid, then become the job (same pid).
-PID_WRAPPER = 'echo "$$" > "$1"; shift; exec "$@"'
-# `sh -c KILL_TREE hvinfra-stop PIDFILE SIGNAL`: signal the job and all its descendants (found
-# through /proc, so it works with busybox and with the official Ubuntu-based images alike).
-KILL_TREE = r"""
-pid=$(cat "$1" 2>/dev/null); [ -n "$pid" ] || exit 0
-tree() {
-  local s p k v
-  echo "$1"
-  for s in /proc/[0-9]*/status; do
-    p=${s#/proc/}; p=${p%/status}
-    while read -r k v; do
-      if [ "$k" = PPid: ]; then [ "$v" = "$1" ] && tree "$p"; break; fi
-    done 2>/dev/null < "$s"
-  done
-}
-kill -"$2" $(tree "$pid") 2>/dev/null
-exit 0
-"""
 MAX_FILE_NAME_BYTES = 255
 TAIL_LINES = 40
 SHOWN_TAIL_LINES = 15
@@ -107,6 +109,7 @@ class OutputFiles:
     video: Path
     sidecar: Path
     log: Path
+    log_identity: tuple[int, int] = (0, 0)  # (device, inode) of the log this job created
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,8 @@ class JobResult:
 def job_selection(request: Request, profile: Profile) -> str | tuple[str, ...]:
     """The GPUs a job runs on: --gpus, else the container's first GPU."""
     if request.gpus is not None:
-        return request.gpus if isinstance(request.gpus, str) else tuple(request.gpus)
-    devices = profile.gpu.devices
-    return (devices[0],) if isinstance(devices, list) else ("0",)
+        return GpuSelection.of(request.gpus).value
+    return (GpuSelection.of(profile.gpu.devices).first(),)
 
 
 def vram_gate(request: Request, profile: Profile, system: GpuSystem) -> list[CheckResult]:
@@ -158,7 +160,7 @@ def _pre_job_checks(
     """What must hold before anything heavy starts: the prompt's file name, the inputs and the
     output folder; then, unless `gates` is off (--skip-checks), the model code and weights
     (exit 11) and the VRAM gate when NVML answered (exit 10). Returns the warnings."""
-    from hvinfra.assets import require_assets
+    from hvinfra.asset_probe import require_assets
 
     name_bytes = official_file_name_bytes(request.prompt, request.seed or 0)
     if name_bytes > MAX_FILE_NAME_BYTES:
@@ -198,20 +200,23 @@ def _pre_job_checks(
 
 
 def reserve_output_files(out_dir: Path, stem: str) -> OutputFiles:
-    """`stem.mp4/.json/.log`, or `stem-2…` when a previous job took the name; the log file is
-    created now so that two jobs cannot pick the same name."""
+    """`stem.mp4/.json/.log`, or `stem-2…` when a previous job (or anything else, a planted
+    link included) took the name; the log file is created now, with O_EXCL|O_NOFOLLOW, so that
+    two jobs cannot pick the same name and nothing is written through a link."""
     for index in range(1, 1000):
         name = stem if index == 1 else f"{stem}-{index}"
-        files = OutputFiles(
-            out_dir / f"{name}.mp4", out_dir / f"{name}.json", out_dir / f"{name}.log"
-        )
-        if files.video.exists() or files.sidecar.exists():
+        video, sidecar, log = (out_dir / f"{name}{ext}" for ext in (".mp4", ".json", ".log"))
+        if any(os.path.lexists(path) for path in (video, sidecar, log)):
             continue
         try:
-            files.log.touch(exist_ok=False)
-        except FileExistsError:
+            fd = safe_output.create_new(log)
+        except OutputError:
             continue
-        return files
+        try:
+            identity = safe_output.identity_of(fd)
+        finally:
+            os.close(fd)
+        return OutputFiles(video, sidecar, log, identity)
     raise PreflightFailed(f"too many outputs named {stem}* in {out_dir}", "use another --out")
 
 
@@ -263,75 +268,26 @@ def _tar_of(copies: Sequence[tuple[str, str]]) -> bytes:
     return buffer.getvalue()
 
 
-# -- stopping -----------------------------------------------------------------------------------
-def _signal_tree(engine: JobEngine, container_id: str, pidfile: str, sig: str) -> None:
-    with contextlib.suppress(HvinfraError):
-        engine.exec_run(container_id, ["/bin/sh", "-c", KILL_TREE, "hvinfra-stop", pidfile, sig])
-
-
-def _wait_exec(engine: JobEngine, exec_id: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not engine.exec_inspect(exec_id).get("Running"):
-            return True
-        time.sleep(0.2)
-    return not engine.exec_inspect(exec_id).get("Running")
-
-
-def stop_job(
-    engine: JobEngine,
-    container_id: str,
-    exec_id: str,
-    pidfile: str,
-    observer: JobObserver,
-    *,
-    stop_timeout: float,
-) -> str:
-    """SIGINT to the job's process tree; SIGKILL on a second Ctrl-C or after stop_timeout."""
-    observer.note(
-        f"stopping the job inside the container (Ctrl-C again to kill it now; killed after"
-        f" {stop_timeout:g}s)…"
-    )
-    _signal_tree(engine, container_id, pidfile, "INT")
-    try:
-        if _wait_exec(engine, exec_id, stop_timeout):
-            return "stopped with SIGINT"
-    except KeyboardInterrupt:
-        pass
-    _signal_tree(engine, container_id, pidfile, "KILL")
-    _wait_exec(engine, exec_id, 10.0)
-    return "killed with SIGKILL"
-
-
 # -- copying out --------------------------------------------------------------------------------
-def _copy_host_file(source: Path, dest: Path) -> None:
-    partial = dest.with_name(dest.name + ".partial")
-    try:
-        shutil.copyfile(source, partial)
-        os.replace(partial, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-
-
 def _copy_from_archive(engine: JobEngine, container_id: str, path: str, dest: Path) -> bool:
-    """Write the first .mp4 of the archive of `path` to `dest` (never by the member's name)."""
-    partial = dest.with_name(dest.name + ".partial")
+    """Write the first regular .mp4 of the archive of `path` to `dest` (never by the member's
+    name); a link or other non-regular .mp4 is refused."""
     stream = engine.get_archive(container_id, path)
-    try:
-        with tarfile.open(fileobj=_ChunkReader(stream), mode="r|") as tar:
-            for member in tar:
-                if member.isfile() and member.name.endswith(".mp4"):
-                    source = tar.extractfile(member)
-                    assert source is not None
-                    with open(partial, "wb") as sink:
-                        shutil.copyfileobj(source, sink)
-                    os.replace(partial, dest)
-                    return True
-        return False
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
+    with tarfile.open(fileobj=_ChunkReader(stream), mode="r|") as tar:
+        for member in tar:
+            if not member.name.endswith(".mp4"):
+                continue
+            if not member.isfile():
+                raise OutputError(
+                    f"the job's output {path} in the container is a link or another"
+                    " non-regular file; links from the container are never followed",
+                    "the sample script must write a plain .mp4 file into its --save-path",
+                )
+            source = tar.extractfile(member)
+            assert source is not None
+            safe_output.copy_stream(source, dest, member.size)  # type: ignore[arg-type]
+            return True
+    return False
 
 
 class _ChunkReader(io.RawIOBase):
@@ -354,46 +310,73 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
-def host_path_of(plan: JobPlan, container_path: str) -> Path | None:
-    prefix = plan.save_dir.rstrip("/") + "/"
-    if plan.save_dir_host and container_path.startswith(prefix):
-        return Path(plan.save_dir_host) / container_path[len(prefix) :]
-    return None
+def _checked_parts(plan: JobPlan, container_path: str) -> tuple[str, ...]:
+    parts = safe_output.relative_parts(container_path, plan.save_dir)
+    if parts is None:
+        raise OutputError(
+            f"the job reported its video at {container_path!r}, which is not inside its save"
+            f" folder {plan.save_dir} (or goes through '..'); refused to read it",
+            "the sample script must save into its --save-path; read the job's log",
+        )
+    return parts
+
+
+def _copy_from_host(plan: JobPlan, parts: tuple[str, ...], dest: Path) -> bool:
+    """From the outputs bind mount, never following a link below the mount's host folder."""
+    if not plan.save_dir_host:
+        return False
+    folder = Path(plan.save_dir_host)
+    try:
+        source = safe_output.open_below(folder.parent, (folder.name, *parts))
+    except FileNotFoundError:
+        return False
+    with source:
+        safe_output.copy_stream(source, dest, os.fstat(source.fileno()).st_size)
+    return True
 
 
 def copy_out(
     engine: JobEngine, container_id: str, plan: JobPlan, saved: list[str], dest: Path
 ) -> str:
     """Bring the job's .mp4 to `dest`: from the outputs bind mount, else via get_archive.
-    Returns the file's path in the container."""
+    Returns the file's path in the container. Paths the job printed are untrusted: only a
+    regular file inside its save folder is taken."""
     candidates = list(dict.fromkeys(reversed(saved)))
-    if not candidates and plan.save_dir_host and Path(plan.save_dir_host).is_dir():
-        found = sorted(Path(plan.save_dir_host).glob("*.mp4"), key=lambda p: p.stat().st_mtime)
-        candidates = [f"{plan.save_dir}/{p.name}" for p in reversed(found)]
     for container_path in candidates:
-        host = host_path_of(plan, container_path)
-        if host is not None and host.is_file():
-            _copy_host_file(host, dest)
+        _checked_parts(plan, container_path)
+    if not candidates and plan.save_dir_host:
+        folder = Path(plan.save_dir_host)
+        found = safe_output.regular_files_in(folder.parent, folder.name, ".mp4")
+        candidates = [f"{plan.save_dir}/{name}" for name in found]
+    for container_path in candidates:
+        if _copy_from_host(plan, _checked_parts(plan, container_path), dest):
             return container_path
-        with contextlib.suppress(HvinfraError):
-            if _copy_from_archive(engine, container_id, container_path, dest):
-                return container_path
-    with contextlib.suppress(HvinfraError):
-        if _copy_from_archive(engine, container_id, plan.save_dir, dest):
-            return plan.save_dir
+        if _archive_or_none(engine, container_id, container_path, dest):
+            return container_path
+    if _archive_or_none(engine, container_id, plan.save_dir, dest):
+        return plan.save_dir
     raise JobFailed(
         f"the job exited 0 but no .mp4 was found in {plan.save_dir} in the container",
         "read the job's log for the script's own messages",
     )
 
 
+def _archive_or_none(engine: JobEngine, container_id: str, path: str, dest: Path) -> bool:
+    try:
+        return _copy_from_archive(engine, container_id, path, dest)
+    except OutputError:
+        raise
+    except HvinfraError:
+        return False
+
+
 # -- the job ------------------------------------------------------------------------------------
 class JobOutput:
-    """A job's output as it streams: into its log file, step bars to the observer, other lines
-    kept as the tail, and the paths the script says it saved."""
+    """Reading a job's output as it streams: step bars to the observer, other lines kept as the
+    tail, and the paths the script says it saved (the caller writes the bytes to the log)."""
 
-    def __init__(self, log: BinaryIO, observer: JobObserver, steps: int) -> None:
-        self.log, self.observer, self.steps = log, observer, steps
+    def __init__(self, observer: JobObserver, steps: int) -> None:
+        self.observer, self.steps = observer, steps
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.saved: list[str] = []
         self._splitter = LineSplitter()
@@ -411,8 +394,6 @@ class JobOutput:
             self.saved.append(path)
 
     def feed(self, data: bytes) -> None:
-        self.log.write(data)
-        self.log.flush()
         for line in self._splitter.feed(data):
             self._line(line)
 
@@ -466,7 +447,11 @@ def sidecar_data(
         "request": request.model_dump(mode="json"),
         "effective": effective,
         "rewrite": dict(rewrite) if rewrite else None,
-        "command": {"argv": list(plan.argv), "env": dict(env), "workdir": plan.workdir},
+        "command": {
+            "argv": list(plan.argv),
+            "env": {k: REDACTED if is_secret_name(k) else v for k, v in env.items()},
+            "workdir": plan.workdir,
+        },
         "xdit": {
             "nproc_per_node": plan.xdit.nproc,
             "ulysses_degree": plan.xdit.ulysses,
@@ -498,21 +483,75 @@ def sidecar_data(
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """`kill hvinfra` stops the job like Ctrl-C does (main thread only)."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """`kill hvinfra` (SIGTERM) and a closed terminal (SIGHUP) stop the job like Ctrl-C does
+    (main thread only)."""
 
     def _raise(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise)
-    except ValueError:  # not the main thread
-        yield
-        return
+    previous: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError):  # not the main thread
+            previous[sig] = signal.signal(sig, _raise)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _LogFull(Exception):
+    """The log could not be written: --out is full."""
+
+
+def _remove_quietly(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _container_gone(engine: JobEngine, container: ContainerInfo, code: int) -> HvinfraError | None:
+    """What happened to the container under the job, when it is no longer running. A job
+    killed by a signal (or lost) may be the container going away: its state settles first."""
+    deadline = time.monotonic() + (5.0 if code < 0 or code >= 128 else 0.0)
+    while True:
+        try:
+            now = engine.container(container.id)
+        except DockerUnreachable:
+            return None
+        if now is None or not now.running or now.status == "removing":
+            break
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+    if now is None or now.status == "removing":
+        return ContainerStateError(
+            f"the container {container.name} was removed while the job ran (docker rm -f?);"
+            " the job was lost with it",
+            "start it again and rerun the job (`hvinfra generate` starts it; or `hvinfra up`)",
+        )
+    if now.running:
+        return None
+    cause = (
+        "the out-of-memory killer stopped it (OOMKilled)"
+        if now.oom_killed
+        else f"it was stopped from outside (docker stop?), exit code {now.exit_code}"
+        + (f" ({EXIT_SIGNALS[now.exit_code]})" if now.exit_code in EXIT_SIGNALS else "")
+        + ", not by the out-of-memory killer (OOMKilled is false)"
+    )
+    return ContainerStateError(
+        f"the container {container.name} stopped while the job ran: {cause}",
+        "read `hvinfra logs`, then rerun the job (generate starts the container again)",
+    )
+
+
+def _daemon_lost(exc: DockerUnreachable, container: ContainerInfo, plan: JobPlan) -> HvinfraError:
+    return DockerUnreachable(
+        f"lost the Docker daemon while job {plan.job_id} ran in {container.name}: {exc.message}",
+        f"{exc.fix}; the job may still be running in the container: the next `hvinfra generate`"
+        " finds it and offers --kill-stale",
+    )
 
 
 def run_job(
@@ -526,8 +565,17 @@ def run_job(
     gpu_names: Sequence[str] | None = None,
     stop_timeout: float = 20.0,
     rewrite: Mapping[str, Any] | None = None,
+    kill_stale: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> JobResult:
+    """Run one job to its .mp4, sidecar and log (`extra`: more sidecar fields, e.g. a batch's
+    line)."""
     env = exec_env(plan, container.labels.get(LABEL_GPUS, "all"))
+    try:
+        refuse_or_kill_stale(engine, container.id, container.name, observer, kill_stale=kill_stale)
+    except HvinfraError:
+        _remove_quietly(files.log)
+        raise
     if plan.save_dir_host:
         with contextlib.suppress(OSError):
             Path(plan.save_dir_host).mkdir(parents=True, exist_ok=True)
@@ -535,61 +583,97 @@ def run_job(
         engine.put_archive(
             container.id, "/", _tar_of([(c.host_path, c.container_path) for c in plan.copy_in])
         )
-    pidfile = f"/tmp/hvinfra-job-{plan.job_id}.pid"
-    argv = ["/bin/sh", "-c", PID_WRAPPER, "hvinfra-job", pidfile, *plan.argv]
+    argv = wrap(plan.job_id, plan.argv)
     started_at, started = _now(), time.monotonic()
+    stream = JobOutput(observer, request.steps)
     exec_id = ""
     observer.started(plan, request.steps)
     ok = False
     try:
-        with open(files.log, "ab") as log, _sigterm_as_interrupt():
-            stream = JobOutput(log, observer, request.steps)
+        with (
+            safe_output.open_append_own(files.log, files.log_identity) as log,
+            _signals_as_interrupt(),
+        ):
             try:
                 exec_id = engine.exec_create(
-                    container.id, argv, environment=env, workdir=plan.workdir
-                )
+                    container.id, argv, environment={**env, JOB_ENV: plan.job_id},
+                    workdir=plan.workdir,
+                )  # fmt: skip
                 for out, err in engine.exec_stream(exec_id):
                     for chunk in (out, err):
                         if chunk:
+                            try:
+                                safe_output.write_all(log, chunk)
+                            except OSError as exc:
+                                if safe_output.is_full(exc):
+                                    raise _LogFull from exc
+                                raise
                             stream.feed(chunk)
                 stream.flush()
             except KeyboardInterrupt:
                 how = "before it started"
                 if exec_id:
-                    how = stop_job(
-                        engine, container.id, exec_id, pidfile, observer, stop_timeout=stop_timeout
-                    )
+                    how = stop_job(engine, container.id, plan.job_id, observer, grace=stop_timeout)
                 raise Interrupted(
-                    f"interrupted: the job was {how} inside {container.name}; nothing was copied",
+                    f"interrupted: the job was {how} inside {container.name}; nothing was copied"
+                    " (exit code 130)",
                     f"its log so far is in {files.log}",
                 ) from None
-        code = _exit_code(engine, exec_id)
+            except _LogFull:
+                how = stop_job(engine, container.id, plan.job_id, observer, grace=0, force=True)
+                _remove_quietly(files.log)
+                error = safe_output.disk_full(files.log.parent, None, "the job's log")
+                error.message += f" (the job was {how})"
+                raise error from None
+            except DockerUnreachable as exc:
+                raise _daemon_lost(exc, container, plan) from None
+        try:
+            code = _exit_code(engine, exec_id)
+        except ContainerStateError:
+            code = -1
+        except DockerUnreachable as exc:
+            raise _daemon_lost(exc, container, plan) from None
         if code != 0:
+            gone = _container_gone(engine, container, code)
+            if gone is not None:
+                raise gone
             raise stream.failure(
                 f"the generation job failed in {container.name}: {exit_explanation(code)}",
                 files.log,
             )
         try:
-            container_path = copy_out(engine, container.id, plan, stream.saved, files.video)
+            with _signals_as_interrupt():
+                container_path = copy_out(engine, container.id, plan, stream.saved, files.video)
         except KeyboardInterrupt:
             raise Interrupted(
                 "interrupted while copying the video out; nothing was kept",
                 f"the video is still in the container under {plan.save_dir}",
             ) from None
+        except OutputError as exc:
+            if "is full" in exc.message:
+                _remove_quietly(files.log)
+            raise
         duration = time.monotonic() - started
         data = sidecar_data(
             request, plan, container=container, image=engine.image(container.image_id),
             gpu_names=gpu_names, env=env, files=files, container_path=container_path,
             started_at=started_at, finished_at=_now(), duration_s=duration, rewrite=rewrite,
         )  # fmt: skip
-        files.sidecar.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        data.update(extra or {})
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        try:
+            safe_output.write_new(files.sidecar, text.encode("utf-8"))
+        except OutputError:
+            _remove_quietly(files.video, files.log)
+            raise
         ok = True
         return JobResult(files=files, container=container.name, duration_s=duration, sidecar=data)
     finally:
         observer.finished(ok)
         with contextlib.suppress(HvinfraError, KeyboardInterrupt):
             engine.exec_run(
-                container.id, ["rm", "-rf", pidfile, f"/tmp/hvinfra-inputs/{plan.job_id}"]
+                container.id,
+                ["rm", "-rf", pidfile_of(plan.job_id), f"/tmp/hvinfra-inputs/{plan.job_id}"],
             )
 
 

@@ -21,7 +21,9 @@ import yaml
 from pydantic import ValidationError
 
 from hvinfra.errors import ProfileError
+from hvinfra.paths import check_no_loop
 from hvinfra.profiles.models import Profile
+from hvinfra.profiles.yaml_safety import load_bounded
 
 ENV_PREFIX = "HVINFRA_"
 ENV_NESTING = "__"
@@ -81,8 +83,7 @@ def read_yaml_layer(path: Path, label: str) -> Layer:
             "check the path; `hvinfra config show t2v` shows the packaged profile to start from",
         ) from exc
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
+        data, node = load_bounded(text, str(path))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -124,7 +125,7 @@ def nested(path: Sequence[str], value: Any) -> dict[str, Any]:
 def parse_scalar(text: str) -> Any:
     """A value from --set or the environment, read as YAML: true, 3, [0, 1], 64m, …"""
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        return load_bounded(text, f"the value {text[:40]!r}")[0] if text != "" else ""
     except yaml.YAMLError:
         return text
 
@@ -274,6 +275,7 @@ def resolve_paths(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any
         for volume in volumes.values():
             if isinstance(volume, dict) and isinstance(volume.get("host"), str):
                 volume["host"] = expand_path(volume["host"], env)
+                check_no_loop(volume["host"], "a profile volume's host path")
     return data
 
 

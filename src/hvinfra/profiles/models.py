@@ -81,7 +81,7 @@ UlimitName = Literal[
     "rss", "rtprio", "rttime", "sigpending", "stack",
 ]  # fmt: skip
 
-GpuSelection = Literal["all", "none"] | list[str]
+GpuDevices = Literal["all", "none"] | list[str]
 
 
 class GpuConfig(_Strict):
@@ -92,7 +92,7 @@ class GpuConfig(_Strict):
     """
 
     mode: Literal["toolkit", "devices"] = "toolkit"
-    devices: GpuSelection = "all"
+    devices: GpuDevices = "all"
     capabilities: list[str] = Field(default_factory=lambda: ["gpu"])
     # mode `devices` only: where the host driver's libraries and tools are; None = found from
     # where NVML's libnvidia-ml.so.1 was loaded.
