@@ -5,26 +5,12 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
 
 import pytest
+from test_untrusted_inputs import _Listing as Listing  # the container's LIST_JOBS output
 
 from hvinfra.errors import ContainerStateError
 from hvinfra.generate.job_control import refuse_or_kill_stale
-from hvinfra.records import ExecResult
-
-
-class Listing:
-    """The container's process listing (LIST_JOBS output), as a fake engine returns it."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def exec_run(self, container_id: str, argv: Any) -> ExecResult:
-        return ExecResult(0, self.text.encode())
-
-    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
-        return {}
 
 
 class Notes:
