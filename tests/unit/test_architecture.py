@@ -15,7 +15,9 @@ CORE = ("launcher", "spec", "argv", "profiles", "checks", "records", "errors", "
         "generate.progress", "generate.run", "convergence", "labels", "gpu_selection", "context",
         "generate.options", "render", "render.compose", "render.k8s", "render.slurm",
         "render.jobs", "generate.safe_output", "generate.job_control", "exposure",
-        "paths", "serve.store", "serve.submission", "serve.service", "serve.runner")  # fmt: skip
+        "paths", "batch.lines", "batch.manifest", "batch.plan", "batch.pool", "batch.runner",
+        "worker.hvinfra_worker", "serve.store", "serve.submission", "serve.service",
+        "serve.runner")  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:

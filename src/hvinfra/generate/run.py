@@ -371,6 +371,46 @@ def _archive_or_none(engine: JobEngine, container_id: str, path: str, dest: Path
 
 
 # -- the job ------------------------------------------------------------------------------------
+class JobOutput:
+    """Reading a job's output as it streams: step bars to the observer, other lines kept as the
+    tail, and the paths the script says it saved (the caller writes the bytes to the log)."""
+
+    def __init__(self, observer: JobObserver, steps: int) -> None:
+        self.observer, self.steps = observer, steps
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.saved: list[str] = []
+        self._splitter = LineSplitter()
+
+    def _line(self, line: str) -> None:
+        step = parse_step(line)
+        if step is not None and step.total == self.steps:
+            self.observer.step(step)
+            return
+        if line.strip():
+            self.tail.append(line)
+            self.observer.line(line)
+        path = saved_path(line)
+        if path:
+            self.saved.append(path)
+
+    def feed(self, data: bytes) -> None:
+        for line in self._splitter.feed(data):
+            self._line(line)
+
+    def flush(self) -> None:
+        for line in self._splitter.flush():
+            self._line(line)
+
+    def failure(self, what: str, log_path: Path) -> JobFailed:
+        """The JobFailed for a job that ended badly: what happened, its last lines, a hint."""
+        shown = "\n".join("    " + line for line in list(self.tail)[-SHOWN_TAIL_LINES:])
+        hint = failure_hint("\n".join(self.tail))
+        return JobFailed(
+            what + (f"\n  last log lines:\n{shown}" if shown else "\n  (it printed nothing)"),
+            (hint + "; " if hint else "") + f"the whole log is in {log_path}",
+        )
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -526,7 +566,10 @@ def run_job(
     stop_timeout: float = 20.0,
     rewrite: Mapping[str, Any] | None = None,
     kill_stale: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> JobResult:
+    """Run one job to its .mp4, sidecar and log (`extra`: more sidecar fields, e.g. a batch's
+    line)."""
     env = exec_env(plan, container.labels.get(LABEL_GPUS, "all"))
     try:
         refuse_or_kill_stale(engine, container.id, container.name, observer, kill_stale=kill_stale)
@@ -542,9 +585,7 @@ def run_job(
         )
     argv = wrap(plan.job_id, plan.argv)
     started_at, started = _now(), time.monotonic()
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    saved: list[str] = []
-    splitter = LineSplitter()
+    stream = JobOutput(observer, request.steps)
     exec_id = ""
     observer.started(plan, request.steps)
     ok = False
@@ -558,19 +599,6 @@ def run_job(
                     container.id, argv, environment={**env, JOB_ENV: plan.job_id},
                     workdir=plan.workdir,
                 )  # fmt: skip
-
-                def handle(line: str) -> None:
-                    step = parse_step(line)
-                    if step is not None and step.total == request.steps:
-                        observer.step(step)
-                        return
-                    if line.strip():
-                        tail.append(line)
-                        observer.line(line)
-                    path = saved_path(line)
-                    if path:
-                        saved.append(path)
-
                 for out, err in engine.exec_stream(exec_id):
                     for chunk in (out, err):
                         if chunk:
@@ -580,10 +608,8 @@ def run_job(
                                 if safe_output.is_full(exc):
                                     raise _LogFull from exc
                                 raise
-                            for line in splitter.feed(chunk):
-                                handle(line)
-                for line in splitter.flush():
-                    handle(line)
+                            stream.feed(chunk)
+                stream.flush()
             except KeyboardInterrupt:
                 how = "before it started"
                 if exec_id:
@@ -611,16 +637,13 @@ def run_job(
             gone = _container_gone(engine, container, code)
             if gone is not None:
                 raise gone
-            shown = "\n".join("    " + line for line in list(tail)[-SHOWN_TAIL_LINES:])
-            hint = failure_hint("\n".join(tail))
-            raise JobFailed(
-                f"the generation job failed in {container.name}: {exit_explanation(code)}"
-                + (f"\n  last log lines:\n{shown}" if shown else "\n  (it printed nothing)"),
-                (hint + "; " if hint else "") + f"the whole log is in {files.log}",
+            raise stream.failure(
+                f"the generation job failed in {container.name}: {exit_explanation(code)}",
+                files.log,
             )
         try:
             with _signals_as_interrupt():
-                container_path = copy_out(engine, container.id, plan, saved, files.video)
+                container_path = copy_out(engine, container.id, plan, stream.saved, files.video)
         except KeyboardInterrupt:
             raise Interrupted(
                 "interrupted while copying the video out; nothing was kept",
@@ -636,6 +659,7 @@ def run_job(
             gpu_names=gpu_names, env=env, files=files, container_path=container_path,
             started_at=started_at, finished_at=_now(), duration_s=duration, rewrite=rewrite,
         )  # fmt: skip
+        data.update(extra or {})
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
         try:
             safe_output.write_new(files.sidecar, text.encode("utf-8"))
