@@ -3,12 +3,10 @@ the serve-standin image fixture and a Serve helper that starts, kills and restar
 
 from __future__ import annotations
 
-import io
 import re
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 import uuid
@@ -19,23 +17,16 @@ from typing import Any
 import docker
 import httpx
 import pytest
+from test_generate import build_fixture_image
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "serve-standin"
-SCRIPTS = REPO / "tests" / "fixtures" / "generate-standin"
 TAG = "hvinfra-test/serve-standin:latest"
 
 
 @pytest.fixture(scope="session")
-def serve_image(docker_client: docker.DockerClient, standin_image: str) -> str:
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        tar.add(FIXTURE / "Dockerfile", arcname="Dockerfile")
-        for name in ("python3", "torchrun"):
-            tar.add(SCRIPTS / name, arcname=name)
-    context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True)
-    return TAG
+def serve_image(docker_client: docker.DockerClient, generate_image: str) -> str:
+    return build_fixture_image(docker_client, FIXTURE, ("Dockerfile",), TAG)
 
 
 class Serve:

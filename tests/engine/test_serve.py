@@ -25,6 +25,11 @@ from servekit import Serve  # noqa: E402
 
 serve_image = servekit.serve_image  # the fixtures, shared with test_serve_browser.py
 serve = servekit.serve
+import test_batch  # noqa: E402  (the batch-standin image: a fake worker that loads once)
+import test_generate  # noqa: E402
+
+generate_image = test_generate.generate_image
+batch_image = test_batch.batch_image
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -59,7 +64,7 @@ def test_submit_poll_events_fetch_with_range_and_sidecar(serve: Serve) -> None:
     serve.start()
     with serve.client() as client:
         health = client.get("/v1/health").json()
-        assert health["workers"] == [{"mode": "per-job", "job": None}]
+        assert health["workers"] == [{"mode": "per-job", "slot": "gpu", "job": None}]
         job_id = submit(client, "a cat walks STANDIN_SLOW", steps=4, seed=42, resolution="540p")
         events: list[tuple[str, dict[str, Any]]] = []
         name = ""
@@ -205,3 +210,42 @@ def test_a_failing_job_is_failed_with_the_cli_s_message_and_the_queue_goes_on(
         assert failed["fix"] and ".log" in failed["fix"]
         assert client.get(f"/v1/jobs/{bad}/video").status_code == 404
         assert wait_for(client, good, "done", "failed")["state"] == "done"
+
+
+def test_reuse_workers_load_once_cancel_restarts_the_worker_and_kill9_leaves_none(
+    serve: Serve, batch_image: str, docker_client: docker.DockerClient
+) -> None:
+    serve.image = batch_image
+    serve.start("--reuse")
+    with serve.client() as client:
+        assert client.get("/v1/health").json()["workers"][0]["mode"] == "reuse"
+        first = [submit(client, f"reused {i}", steps=2) for i in range(2)]
+        jobs = [wait_for(client, job_id, "done", "failed") for job_id in first]
+        assert [job["state"] for job in jobs] == ["done", "done"], jobs
+        assert all(job["sidecar"]["worker"]["reused"] for job in jobs)
+        saved = [serve.root / "outputs" / job_id for job_id in first]
+        assert [(d / "worker.loads").read_text() for d in saved] == ["1\n", "1\n"]  # loaded
+        # (whether both jobs shared one worker is the pool's business: issue 19's tests)
+
+        slow = submit(client, "cancel me STANDIN_SLOW", steps=60)
+        deadline = time.monotonic() + 60
+        while client.get(f"/v1/jobs/{slow}").json()["progress"]["step"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert client.delete(f"/v1/jobs/{slow}").status_code == 202
+        assert wait_for(client, slow, "cancelled", "failed", timeout=30)["state"] == "cancelled"
+        assert [p for p in processes(docker_client, serve.container) if "worker" in p] == []
+        after = submit(client, "after the cancel", steps=2)
+        assert wait_for(client, after, "done", "failed")["state"] == "done"  # a new worker
+
+        crash = submit(client, "crash STANDIN_SLOW", steps=60)
+        deadline = time.monotonic() + 60
+        while client.get(f"/v1/jobs/{crash}").json()["progress"]["step"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    serve.kill9()
+    assert any("worker" in p for p in processes(docker_client, serve.container))
+    serve.start("--reuse")
+    with serve.client() as client:
+        assert client.get(f"/v1/jobs/{crash}").json()["reason"] == "interrupted"
+    assert [p for p in processes(docker_client, serve.container) if "worker" in p] == []

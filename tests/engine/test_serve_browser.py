@@ -16,12 +16,14 @@ webdriver = pytest.importorskip("selenium.webdriver")
 pytest.importorskip("fastapi")
 
 import servekit  # noqa: E402
+import test_generate  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from servekit import Serve  # noqa: E402
 
 serve_image = servekit.serve_image
 serve = servekit.serve
+generate_image = test_generate.generate_image
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"

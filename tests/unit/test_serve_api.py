@@ -34,9 +34,8 @@ class RecordingWorker:
     def __init__(self) -> None:
         self.cancelled: list[str] = []
 
-    @property
-    def current(self) -> str | None:
-        return None
+    def busy(self) -> list[dict[str, str | None]]:
+        return [{"slot": "gpu", "job": None}]
 
     def cancel(self, job_id: str) -> None:
         self.cancelled.append(job_id)

@@ -107,10 +107,11 @@ def register(app: typer.Typer) -> None:
         gpus: str | None = typer.Option(
             None, "--gpus", help="GPUs for the container: all, 0,1 or GPU UUIDs."
         ),
-        no_reuse: bool = typer.Option(
-            False,
-            "--no-reuse",
-            help="One sample-script process per job (model loaded per job); the only mode for now.",
+        reuse: bool | None = typer.Option(
+            None,
+            "--reuse/--no-reuse",
+            help="One worker per GPU that loads the model once (default when the code is at the"
+            " commit the worker knows), or one sample-script process per job.",
         ),
         token_file: Path | None = typer.Option(
             None, "--token-file", help="File holding the API token (Authorization: Bearer)."
@@ -173,10 +174,12 @@ def _run_server(
 
     import uvicorn
 
+    from hvinfra.batch.plan import assign_slots, reuse_decision
+    from hvinfra.cli.batch_cmd import _devices as batch_devices
     from hvinfra.cli.common import load
     from hvinfra.cli.generate_cmd import container_for_jobs, gpu_names_for_sidecar, host_gpu_count
     from hvinfra.serve.api import create_app
-    from hvinfra.serve.runner import RunnerSetup, Worker, stop_interrupted
+    from hvinfra.serve.runner import PoolWorkers, RunnerSetup
     from hvinfra.serve.service import JobService, ServeInfo
     from hvinfra.serve.store import DataDirLock, JobStore
     from hvinfra.spec import gpus_label
@@ -189,20 +192,14 @@ def _run_server(
         host, port = sock.getsockname()[:2]
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
         store = JobStore(data_dir)
-        if not v["no_reuse"]:
-            output.note(
-                "jobs run one sample-script process each, as with --no-reuse: the batch"
-                " workers that keep the model loaded are not wired into serve yet"
-            )
-        engine, container = container_for_jobs(
+        _engine, container = container_for_jobs(
             app, output, profile, no_up=v["no_up"], skip_checks=v["skip_checks"]
         )
         interrupted = store.recover()
         if interrupted:
-            stop_interrupted(engine, container, interrupted)
             output.warn(
                 f"{len(interrupted)} job(s) were running when the last server stopped: marked"
-                " failed (interrupted), their processes in the container stopped"
+                " failed (interrupted); what is left of them in the container is stopped"
             )
         system = None if v["skip_checks"] else app.gpu_system()
         count = None
@@ -213,14 +210,19 @@ def _run_server(
         devices = profile.gpu.devices
         first = (devices[0],) if isinstance(devices, list) else ("0",)
         names = gpu_names_for_sidecar(first, app.gpu_system())
+        slots, _ = assign_slots(batch_devices(v, profile, system, app), 1)
+        code = profile.models.code if profile.models is not None else None
+        reuse, reason = reuse_decision(v["reuse"], kind, code.commit if code else None, 1)
+        output.info(f"{len(slots)} worker(s): {reason}")
         setup = RunnerSetup(
             profile=profile, container=container, out_dir=out_dir,
             engine_factory=app.engine_factory,
             gpu_system=system, host_gpu_count=count, gpu_names=names,
-            skip_checks=v["skip_checks"], stop_timeout=v["stop_timeout"],
+            skip_checks=v["skip_checks"], stop_timeout=v["stop_timeout"], slots=tuple(slots),
+            reuse=reuse,
         )  # fmt: skip
         wakeup = threading.Event()
-        worker = Worker(store, setup, wakeup)
+        worker = PoolWorkers(store, setup, wakeup)
         info = ServeInfo(
             kind=kind, profile=profile.name, container=container.name,
             gpus=list(names) if names else [gpus_label(profile)],

@@ -1,7 +1,8 @@
-"""Running the queue: a worker thread takes the oldest queued job and runs it through
-generate's own code path (`--no-reuse`: one sample-script process per job in the profile's
-container), reporting steps to the store. Never imports docker, rich or typer: the CLI passes
-an engine factory and the container."""
+"""Running the queue on the batch workers (hvinfra.batch.pool): one worker per GPU slot, each
+loading the model once (reuse) or running one official sample script per job (`--no-reuse`,
+generate's own code path). A feeder thread hands the oldest queued job to the pool whenever a
+slot is free, so the queue itself stays in the store; steps go to the store as they come.
+Never imports docker, rich or typer: the CLI passes an engine factory and the container."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from hvinfra.batch.plan import Slot
+from hvinfra.batch.pool import Job, JobOutcome, PoolEngine, WorkerPool
 from hvinfra.errors import HvinfraError
-from hvinfra.generate.job_control import pidfile_of, signal_job
-from hvinfra.generate.plan import JobPlan, build_plan
+from hvinfra.generate.job_control import signal_job
+from hvinfra.generate.plan import JobPlan, build_plan, output_stem
 from hvinfra.generate.progress import Step
-from hvinfra.generate.run import JobEngine, _pre_job_checks, reserve_output_files, run_job
+from hvinfra.generate.run import _pre_job_checks
 from hvinfra.profiles.models import Profile
 from hvinfra.records import ContainerInfo, GpuSystem
 from hvinfra.serve.store import JobRecord, JobStore
@@ -33,7 +37,9 @@ class RunnerSetup:
     profile: Profile
     container: ContainerInfo
     out_dir: Path
-    engine_factory: Callable[[], JobEngine]
+    engine_factory: Callable[[], PoolEngine]
+    slots: tuple[Slot, ...] = (Slot("gpu", None),)
+    reuse: bool = False
     gpu_system: GpuSystem | None = None
     host_gpu_count: int | None = None
     gpu_names: Sequence[str] | None = None
@@ -78,106 +84,173 @@ class _StoreObserver:
         pass
 
 
-class Worker:
-    """One worker: one job at a time in the profile's container."""
+class _ServePool(WorkerPool):
+    """The batch pool plus what a server needs after cancel_job's SIGINT: SIGKILL for a job
+    (with a reused worker: the worker) that ignores it."""
 
-    mode = "per-job"
+    def kill_job(self, job_id: str) -> None:
+        with self._lock:
+            slot = self._running.get(job_id)
+            marker = self._current.get(slot, "") if slot else ""
+        if marker:
+            signal_job(self.engine, self.container.id, marker, "KILL")
+
+
+class PoolWorkers:
+    """The pool fed from the store: at most one claimed job per free slot."""
 
     def __init__(self, store: JobStore, setup: RunnerSetup, wakeup: threading.Event) -> None:
         self.store = store
         self.setup = setup
+        self.mode = "reuse" if setup.reuse else "per-job"
         self._wakeup = wakeup
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="hvinfra-serve-worker", daemon=True)
-        self._current: str | None = None
-        self._current_done = threading.Event()
+        self._free = threading.Semaphore(len(setup.slots))
+        self._lock = threading.Lock()
+        self._slot_of: dict[str, str] = {}  # running job -> its slot
+        self._claimed: set[str] = set()
+        self.pool = _ServePool(
+            setup.engine_factory(), setup.container, setup.profile, setup.slots,
+            kind=setup.profile.workload, reuse=setup.reuse,
+            observer=lambda slot, job: _StoreObserver(store, job.job_id),
+            gpu_names=lambda gpus: setup.gpu_names, stop_timeout=setup.stop_timeout,
+            on_start=self._on_start, notify=lambda text: log.warning("%s", text),
+        )  # fmt: skip
+        self._feeder = threading.Thread(target=self._feed, name="hvinfra-serve-feed", daemon=True)
 
     @property
     def current(self) -> str | None:
-        return self._current
+        """A running job (the first slot's), for /v1/health."""
+        with self._lock:
+            return next(iter(self._slot_of), None)
+
+    def busy(self) -> list[dict[str, str | None]]:
+        with self._lock:
+            running = {slot: job for job, slot in self._slot_of.items()}
+        return [{"slot": s.name, "job": running.get(s.name)} for s in self.setup.slots]
 
     def start(self) -> None:
-        self._thread.start()
+        """Kill what a dead server left in the container (jobs and model-holding workers whose
+        hvinfra is gone); a live job of another hvinfra is refused (ContainerStateError)."""
+        self.pool.start(kill_stale=True)
+        self._feeder.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking jobs; a running job is stopped in the container and marked
+        """Stop taking jobs; running jobs are stopped in the container and marked
         failed-interrupted (as after a crash)."""
         self._stopping.set()
         self._wakeup.set()
-        job_id = self._current
-        if job_id is not None:
-            self._stop_in_container(job_id)
-        self._thread.join(timeout)
+        self._feeder.join(5.0)
+        self.pool.cancel()
+        self.pool.stop()
 
     def cancel(self, job_id: str) -> None:
-        """Stop the running job `job_id` in the container (its record is flagged already)."""
-        if self._current == job_id:
+        with self._lock:
+            slot = self._slot_of.get(job_id)
+            claimed = job_id in self._claimed
+        if slot is not None or claimed:
             threading.Thread(
-                target=self._stop_in_container, args=(job_id,), daemon=True,
-                name="hvinfra-serve-cancel",
-            ).start()  # fmt: skip
+                target=self._stop_job, args=(job_id,), daemon=True, name="hvinfra-serve-cancel"
+            ).start()
 
-    def _stop_in_container(self, job_id: str) -> None:
-        """SIGINT to the job's process tree, then SIGKILL every half second until the runner
-        has seen it end (this also catches a job whose process had not started yet)."""
-        engine = self.setup.engine_factory()
-        container_id = self.setup.container.id
-        signal_job(engine, container_id, job_id, "INT")
+    def _running(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._claimed
+
+    def _stop_job(self, job_id: str) -> None:
+        """SIGINT to the job's processes (with a reused worker: the worker, which the pool
+        starts again for the next job), then SIGKILL every half second after stop_timeout
+        until the job has ended."""
         deadline = time.monotonic() + self.setup.stop_timeout
-        while self._current == job_id and time.monotonic() < deadline:
+        asked = False
+        while self._running(job_id):
+            if not asked:
+                asked = self.pool.cancel_job(job_id)
+            elif time.monotonic() >= deadline:
+                self.pool.kill_job(job_id)
+                time.sleep(0.4)
             time.sleep(0.1)
-        while self._current == job_id:
-            signal_job(engine, container_id, job_id, "KILL")
-            time.sleep(0.5)
 
-    def _loop(self) -> None:
-        engine = self.setup.engine_factory()
+    def _on_start(self, slot: Slot, job: Job) -> None:
+        with self._lock:
+            self._slot_of[job.job_id] = slot.name
+
+    def _feed(self) -> None:
         while not self._stopping.is_set():
-            job = self.store.claim_next()
+            if not self._free.acquire(timeout=1.0):
+                continue
+            job = None if self._stopping.is_set() else self.store.claim_next()
             if job is None:
+                self._free.release()
                 self._wakeup.wait(1.0)
                 self._wakeup.clear()
                 continue
-            self._current = job.id
-            try:
-                self._run(engine, job)
-            finally:
-                self._current = None
+            with self._lock:
+                self._claimed.add(job.id)
+            self._submit(job)
 
-    def _run(self, engine: JobEngine, job: JobRecord) -> None:
+    def _submit(self, record: JobRecord) -> None:
         setup = self.setup
         try:
-            request = stored_request(job.kind, job.request, job.input)
+            request = stored_request(record.kind, record.request, record.input)
+            gpus = setup.slots[0].gpus
             plan = build_plan(
-                request, setup.profile, job_id=job.id, host_gpu_count=setup.host_gpu_count
-            )
+                request.model_copy(update={"gpus": list(gpus) if gpus is not None else None}),
+                setup.profile, job_id=record.id, host_gpu_count=setup.host_gpu_count,
+            )  # fmt: skip
             _pre_job_checks(
                 request, plan, setup.profile, setup.out_dir, setup.gpu_system,
                 gates=not setup.skip_checks,
             )  # fmt: skip
-            files = reserve_output_files(setup.out_dir, plan.output_stem)
-            self.store.set_files(
-                job.id, video=str(files.video), sidecar=str(files.sidecar), log=str(files.log)
-            )
-            run_job(
-                engine, request, plan, setup.container, files,
-                observer=_StoreObserver(self.store, job.id), gpu_names=setup.gpu_names,
-                stop_timeout=setup.stop_timeout,
-            )  # fmt: skip
+            assert request.seed is not None
+            job = Job(record.id, request, output_stem(request, request.seed), setup.out_dir)
         except HvinfraError as exc:
-            self._ended_badly(job.id, exc.message, exc.fix)
+            self._finished(record.id, None, exc)
             return
-        except Exception as exc:  # a bug: keep serving, record it, log the traceback
-            log.exception("job %s: internal error", job.id)
-            self._ended_badly(job.id, f"internal error: {exc!r}", "see the server's log")
+        future = self.pool.submit(job)
+        future.add_done_callback(lambda done: self._done(record.id, done))
+
+    def _done(self, job_id: str, future: Future[JobOutcome]) -> None:
+        if future.cancelled():
+            self._finished(job_id, None, HvinfraError("the server stopped", "submit it again"))
             return
-        self.store.finish(job.id, "done")
+        error = future.exception()
+        if error is not None:
+            log.error("job %s: internal error", job_id, exc_info=error)
+            self._finished(job_id, None, HvinfraError(f"internal error: {error!r}", "see the log"))
+            return
+        self._finished(job_id, future.result(), None)
+
+    def _finished(
+        self, job_id: str, outcome: JobOutcome | None, error: HvinfraError | None
+    ) -> None:
+        try:
+            if outcome is not None and outcome.files is not None:
+                files = outcome.files
+                self.store.set_files(
+                    job_id, video=str(files.video), sidecar=str(files.sidecar), log=str(files.log)
+                )
+            if outcome is not None and outcome.ok:
+                self.store.finish(job_id, "done")
+            else:
+                if error is None and outcome is not None:
+                    error = outcome.error
+                assert error is not None
+                self._ended_badly(job_id, error.message, error.fix)
+        finally:
+            with self._lock:
+                self._slot_of.pop(job_id, None)
+                self._claimed.discard(job_id)
+            self._free.release()
+            self._wakeup.set()
 
     def _ended_badly(self, job_id: str, message: str, fix: str) -> None:
         record = self.store.get(job_id)
         if record is not None and record.cancel_requested:
-            with contextlib.suppress(OSError):
-                self._remove_partial(record)
+            for name in (record.video, record.sidecar):
+                if name:
+                    with contextlib.suppress(OSError):
+                        Path(name).unlink(missing_ok=True)
             self.store.finish(job_id, "cancelled", error="cancelled while running")
         elif self._stopping.is_set():
             self.store.finish(
@@ -187,20 +260,3 @@ class Worker:
             )  # fmt: skip
         else:
             self.store.finish(job_id, "failed", reason="error", error=message, fix=fix)
-
-    @staticmethod
-    def _remove_partial(record: JobRecord) -> None:
-        """A cancelled job keeps its log; no video or sidecar was written."""
-        for name in (record.video, record.sidecar):
-            if name:
-                Path(name).unlink(missing_ok=True)
-
-
-def stop_interrupted(
-    engine: JobEngine, container: ContainerInfo, jobs: Sequence[JobRecord]
-) -> None:
-    """After a crash: kill what is left of the jobs that were running, in the container."""
-    for job in jobs:
-        signal_job(engine, container.id, job.id, "KILL")
-        with contextlib.suppress(HvinfraError):
-            engine.exec_run(container.id, ["rm", "-f", pidfile_of(job.id)])

@@ -26,8 +26,7 @@ def new_job_id() -> str:
 class Workers(Protocol):
     mode: str
 
-    @property
-    def current(self) -> str | None: ...
+    def busy(self) -> list[dict[str, str | None]]: ...
     def cancel(self, job_id: str) -> None: ...
 
 
@@ -110,7 +109,7 @@ class JobService:
             "profile": self.info.profile,
             "container": self.info.container,
             "gpus": self.info.gpus,
-            "workers": [{"mode": w.mode, "job": w.current} for w in self.workers],
+            "workers": [{"mode": w.mode, **slot} for w in self.workers for slot in w.busy()],
             "queue": self.store.count("queued"),
             "running": self.store.count("running"),
         }
