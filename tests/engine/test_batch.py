@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -63,14 +64,14 @@ class Batch(Job):
         rest = proc.stderr.read()
         return proc.wait(timeout=60), seen + rest
 
-    def manifest(self) -> dict[int, dict[str, object]]:
+    def manifest(self) -> dict[int, dict[str, Any]]:
         data = json.loads((self.out / "batch.json").read_text())
         return {line["line"]: line for line in data["lines"]}
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         return dict(json.loads((self.out / "summary.json").read_text()))
 
-    def sidecars(self) -> list[dict[str, object]]:
+    def sidecars(self) -> list[dict[str, Any]]:
         return [json.loads(p.read_text()) for p in sorted(self.out.glob("0*.json"))]
 
 
@@ -88,24 +89,24 @@ def test_five_lines_one_failing_the_batch_goes_on_and_exits_12(run: Batch) -> No
     result = run.batch(source, "--reuse", "--resolution", "540p", "--gpus", "0")
     assert result.returncode == 12, result.stderr
     summary = run.summary()
-    assert summary["counts"]["done"] == 4 and summary["counts"]["failed"] == 1  # type: ignore[index]
+    assert summary["counts"]["done"] == 4 and summary["counts"]["failed"] == 1
     manifest = run.manifest()
     assert [manifest[n]["state"] for n in range(1, 6)] == ["done", "done", "failed", "done", "done"]
     assert "CUDA out of memory" in str(manifest[3]["error"])
-    assert any("OutOfMemoryError" in line for line in manifest[3]["log_tail"])  # type: ignore[union-attr]
+    assert any("OutOfMemoryError" in line for line in manifest[3]["log_tail"])
     videos = sorted(p.name for p in run.out.glob("*.mp4"))
     assert videos == [
         "0001_t2v_a-cat_seed1_960x544.mp4", "0002_t2v_a-dog_seed2_960x544.mp4",
         "0004_t2v_a-fox_seed4_960x544.mp4", "0005_t2v_a-bird_seed5_960x544.mp4",
     ]  # fmt: skip
     # the model was loaded once: every video came from the same worker, on its first load
-    workers = {(Path(s["output"]["container_path"]).parent.name) for s in run.sidecars()}  # type: ignore[index]
+    workers = {(Path(s["output"]["container_path"]).parent.name) for s in run.sidecars()}
     pids = {(run.outputs / w / "worker.pid").read_text() for w in workers}
     assert len(pids) == 1
     assert {(run.outputs / w / "worker.loads").read_text().strip() for w in workers} == {"1"}
     sidecar = run.sidecars()[0]
-    assert sidecar["worker"]["reused"] is True  # type: ignore[index]
-    assert sidecar["batch"]["line"] == 1  # type: ignore[index]
+    assert sidecar["worker"]["reused"] is True
+    assert sidecar["batch"]["line"] == 1
     assert "line 3: failed" in result.stdout and "batch summary" in result.stdout
 
 
@@ -125,7 +126,7 @@ def test_an_interrupted_batch_is_consistent_and_a_rerun_resumes_it(
     again = run.batch(source, "--no-reuse", "--gpus", "0")
     assert again.returncode == 0, again.stderr
     summary = run.summary()
-    assert summary["counts"]["skipped_done"] == 1 and summary["counts"]["done"] == 4  # type: ignore[index]
+    assert summary["counts"]["skipped_done"] == 1 and summary["counts"]["done"] == 4
     assert len(list(run.out.glob("*.mp4"))) == 4
     assert not list(run.out.glob("*-2.*"))  # the interrupted line's rerun kept its names
     edited = run.write("p.jsonl", [{"prompt": "a cat", "seed": 9, "steps": 1}, *lines()])
@@ -152,10 +153,10 @@ def test_two_gpus_get_one_worker_each(run: Batch) -> None:
     assert result.returncode == 0, result.stderr
     by_gpu: dict[str, set[str]] = {}
     for sidecar in run.sidecars():
-        folder = run.outputs / Path(sidecar["output"]["container_path"]).parent.name  # type: ignore[index]
+        folder = run.outputs / Path(sidecar["output"]["container_path"]).parent.name
         gpu = (folder / "worker.gpus").read_text().strip()
         by_gpu.setdefault(gpu, set()).add((folder / "worker.pid").read_text().strip())
-        assert sidecar["worker"]["slot"] == f"gpu{gpu}"  # type: ignore[index]
+        assert sidecar["worker"]["slot"] == f"gpu{gpu}"
     assert sorted(by_gpu) == ["0", "1"]  # CUDA_VISIBLE_DEVICES per worker
     assert all(len(pids) == 1 for pids in by_gpu.values())  # one worker (one load) per GPU
     assert run.summary()["workers"] == 2
@@ -172,8 +173,8 @@ def test_i2v_csv_lines_copy_their_own_image_in(run: Batch, tmp_path: Path, reuse
     assert result.returncode == 0, result.stderr
     copies = set()
     for sidecar in run.sidecars():
-        assert sidecar["request"]["mode"] == "dynamic"  # type: ignore[index]
-        folder = run.outputs / Path(sidecar["output"]["container_path"]).parent.name  # type: ignore[index]
+        assert sidecar["request"]["mode"] == "dynamic"
+        folder = run.outputs / Path(sidecar["output"]["container_path"]).parent.name
         copies.add((folder / "input.copy").read_bytes())
     assert copies == {b"PNG a.png", b"PNG b.png"}
 

@@ -17,11 +17,12 @@ from typing import Any
 import docker
 import pytest
 
-httpx = pytest.importorskip("httpx")
+pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-import servekit  # noqa: E402
-from servekit import Serve  # noqa: E402
+import httpx
+import servekit
+from servekit import Serve
 
 serve_image = servekit.serve_image  # the fixtures, shared with test_serve_browser.py
 serve = servekit.serve
@@ -56,8 +57,9 @@ def wait_for(
 def processes(client: docker.DockerClient, container: str) -> list[str]:
     """Every process's command line in the container (busybox: no ps options needed)."""
     script = 'for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done 2>/dev/null'
-    output = client.containers.get(container).exec_run(["sh", "-c", script]).output.decode()
-    return [line for line in output.splitlines() if line.strip()]
+    output = client.containers.get(container).exec_run(["sh", "-c", script]).output
+    assert isinstance(output, bytes)
+    return [line for line in output.decode().splitlines() if line.strip()]
 
 
 def test_submit_poll_events_fetch_with_range_and_sidecar(serve: Serve) -> None:

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-webdriver = pytest.importorskip("selenium.webdriver")
+pytest.importorskip("selenium.webdriver")
 pytest.importorskip("fastapi")
 
-import servekit  # noqa: E402
-import test_generate  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from servekit import Serve  # noqa: E402
+import servekit
+import test_generate
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from servekit import Serve
 
 serve_image = servekit.serve_image
 serve = servekit.serve
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        from conftest import in_ci
+        from dockerd import in_ci
 
         message = "chromium and chromium-driver (apt) are needed for the browser test"
         if in_ci():

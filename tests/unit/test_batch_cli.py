@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -32,7 +33,7 @@ def batch_file(tmp_path: Path, *rows: dict[str, object]) -> Path:
     return path
 
 
-def dry_run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
+def dry_run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
     code = main(["batch", *args, "--dry-run", "--json"])
     out = capsys.readouterr().out
     return code, json.loads(out) if code == 0 else {}
@@ -60,7 +61,7 @@ def test_dry_run_shows_what_a_rerun_would_skip(
     source = batch_file(tmp_path, {"prompt": "a cat", "seed": 1}, {"prompt": "a dog", "seed": 2})
     out = tmp_path / "runs"
     _, plan = dry_run(capsys, "t2v", str(source), "--out", str(out))
-    first = plan["lines"][0]  # type: ignore[index]
+    first = plan["lines"][0]
     out.mkdir()
     (out / f"{first['output']}.mp4").write_bytes(b"v")
     entry = {"line": 1, "hash": "", "stem": first["output"], "prompt": "a cat", "seed": 1,
@@ -70,7 +71,7 @@ def test_dry_run_shows_what_a_rerun_would_skip(
     entry["hash"] = request_hash(read_batch(source, "t2v", {})[0])
     (out / "batch.json").write_text(json.dumps({"version": 1, "batch": {}, "lines": [entry]}))
     _, plan = dry_run(capsys, "t2v", str(source), "--out", str(out))
-    assert [line["action"] for line in plan["lines"]] == ["done", "run"]  # type: ignore[index]
+    assert [line["action"] for line in plan["lines"]] == ["done", "run"]
 
 
 def test_an_invalid_line_stops_the_batch_before_anything_starts(
@@ -93,9 +94,9 @@ def test_xdit_per_job_refuses_lines_whose_size_has_no_split(
     code, plan = dry_run(capsys, "t2v", str(source), "--gpus", "0,1,2,3", "--gpus-per-job", "2",
                          "--skip-invalid")  # fmt: skip
     assert code == 0
-    assert [w["gpus"] for w in plan["workers"]] == [["0", "1"], ["2", "3"]]  # type: ignore[index]
-    assert [line["line"] for line in plan["lines"]] == [1]  # type: ignore[index]
-    assert "xDiT has no configuration for 2 GPUs" in plan["invalid"][0]["error"]  # type: ignore[index]
+    assert [w["gpus"] for w in plan["workers"]] == [["0", "1"], ["2", "3"]]
+    assert [line["line"] for line in plan["lines"]] == [1]
+    assert "xDiT has no configuration for 2 GPUs" in plan["invalid"][0]["error"]
     assert plan["reuse"] is False
 
 
@@ -106,7 +107,7 @@ def test_shard_takes_its_share_of_the_lines(
     source.write_text("".join(f"prompt {i}\n" for i in range(7)))
     code, plan = dry_run(capsys, "t2v", str(source), "--shard", "1/3")
     assert code == 0
-    assert [line["line"] for line in plan["lines"]] == [2, 5]  # type: ignore[index]
+    assert [line["line"] for line in plan["lines"]] == [2, 5]
     assert plan["shard"] == "1/3"
     assert main(["batch", "t2v", str(source), "--shard", "3/3", "--dry-run"]) == ExitCode.USAGE
 
@@ -120,7 +121,7 @@ def test_i2v_needs_an_image_per_line_or_as_a_default(
     assert main(["batch", "i2v", str(source), "--dry-run"]) == ExitCode.USAGE
     assert "--image" in capsys.readouterr().err
     code, plan = dry_run(capsys, "i2v", str(source), "--image", str(tmp_path / "cat.png"))
-    assert code == 0 and plan["lines"][0]["size"] == "720p"  # type: ignore[index]
+    assert code == 0 and plan["lines"][0]["size"] == "720p"
 
 
 def test_the_live_display_shows_done_failed_left_and_an_eta(tmp_path: Path) -> None:

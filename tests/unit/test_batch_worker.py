@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hvinfra.batch.lines import parse_text
@@ -18,7 +19,7 @@ FAKE = REPO / "tests" / "fixtures" / "fake-hyvideo"
 WORKER = REPO / "src" / "hvinfra" / "worker" / "hvinfra_worker.py"
 
 
-def run_worker(tmp_path: Path, requests: list[dict[str, object]], kind: str = "t2v",
+def run_worker(tmp_path: Path, requests: Sequence[Mapping[str, object]], kind: str = "t2v",
                cwd: Path = FAKE) -> tuple[list[dict[str, object]], str, Path]:  # fmt: skip
     log = tmp_path / "loads.log"
     stdin = "".join(json.dumps(r) + "\n" for r in requests)

@@ -270,7 +270,7 @@ def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path: Path) -> None
     first.acquire("pid 1, 127.0.0.1:8188")
     with pytest.raises(ServeError) as caught:
         DataDirLock(tmp_path).acquire("pid 2")
-    assert caught.value.exit_code == ExitCode.SERVE == 26
+    assert caught.value.exit_code == ExitCode.SERVE
     assert "in use by another hvinfra serve (pid 1, 127.0.0.1:8188)" in caught.value.message
     first.release()
     DataDirLock(tmp_path).acquire("pid 3")
