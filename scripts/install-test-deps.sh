@@ -10,12 +10,14 @@
 #   openssl          certificates for the token-auth registry (tests/engine/token_registry.py).
 #   docker-compose   compose 1.29: `hvinfra render compose` output started for real.
 #   slurm-wlm munge  a one-node Slurm cluster the tests start (tests/engine/slurm_cluster.py).
+#   chromium chromium-driver  the serve page's browser test (selenium, headless).
 # Idempotent: does nothing (and never touches the network) when all are present.
 set -euo pipefail
 
 PACKAGES=(docker.io busybox-static docker-registry apache2-utils)
 PACKAGES+=(gcc libc6-dev openssl)
 PACKAGES+=(docker-compose slurm-wlm munge)
+PACKAGES+=(chromium chromium-driver)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

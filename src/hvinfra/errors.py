@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     )
     HUB = 21  # the model hub: unreachable, gated repo, token, huggingface_hub not installed
     REWRITE = 25  # prompt rewrite: no endpoint configured, endpoint unreachable or refused
+    SERVE = 26  # serve: data dir in use by another server, token missing off-loopback, port busy
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -118,6 +119,10 @@ class OutputError(HvinfraError):
 
 class RewriteFailed(HvinfraError):
     exit_code = ExitCode.REWRITE
+
+
+class ServeError(HvinfraError):
+    exit_code = ExitCode.SERVE
 
 
 class Interrupted(HvinfraError):

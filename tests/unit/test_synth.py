@@ -3,13 +3,14 @@ refusals, and the marker every other command reads."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hvinfra.checks import WARN
-from hvinfra.data import synth_weights  # type: ignore[attr-defined]  # a script, not typed
 from hvinfra.profiles import load_profile
 from hvinfra.synth import SCRIPT_IN_CONTAINER, real_files, refusal, script_path, synth_spec
 from hvinfra.synthetic_marker import (
@@ -22,6 +23,10 @@ from hvinfra.synthetic_marker import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+
+# A script run in the container, not a typed module (hvinfra/data has no __init__.py); a plain
+# import of it trips mypy's cache on a warm run under --no-namespace-packages.
+synth_weights: Any = importlib.import_module("hvinfra.data.synth_weights")
 
 
 def smoke_profile(tmp_path: Path, kind: str = "t2v") -> object:

@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models_cmd", "The HunyuanVideo code and weights: check, pull, synth."),
     "generate": ("generate_cmd", "Generate a video in the profile's container."),
     "render": ("render_cmd", "Render the profile for compose, Kubernetes or Slurm."),
+    "batch": ("batch_cmd", "Run a prompt list: one video per line, resumable, one worker per GPU."),
+    "serve": ("serve_cmd", "Serve jobs over HTTP: a job API and a web page."),
 }
 
 

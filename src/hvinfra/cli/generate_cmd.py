@@ -403,6 +403,37 @@ def _warn_if_differs(output: Any, plan: Any, profile_name: str) -> None:
         )
 
 
+def container_for_jobs(
+    app: AppContext,
+    output: Any,
+    profile: Any,
+    *,
+    no_up: bool,
+    skip_checks: bool,
+    exposures: list[str] | None = None,
+) -> tuple[Any, Any]:
+    """The engine and the profile's running container for jobs: `up`'s plan and pre-flight
+    (never recreating it), or, with no_up, the running one as it is."""
+    from hvinfra.bringup import BringUpOptions, bring_up
+    from hvinfra.launcher import require_container
+
+    engine = app.engine()
+    if no_up:
+        container = require_container(engine, profile.container_name, profile.name, running=True)
+        started = False
+    else:  # `up`'s plan and pre-flight; a job never recreates its container
+        brought = bring_up(
+            app, output, profile, BringUpOptions(no_recreate=True, skip_checks=skip_checks)
+        )
+        _warn_if_differs(output, brought.result.plan, profile.name)
+        container, started = brought.result.container, brought.result.action != "kept"
+    if started:
+        output.info(f"started {container.name} ({container.short_id})")
+        for exposure in exposures or []:
+            output.warn(f"SECURITY: {exposure}")
+    return engine, container
+
+
 def _run(
     app: AppContext,
     output: Any,
@@ -414,7 +445,6 @@ def _run(
     rewrite_info: dict[str, Any] | None,
     exposures: list[str] = [],  # noqa: B006  (read only)
 ) -> None:
-    from hvinfra.bringup import BringUpOptions, bring_up
     from hvinfra.generate.run import (
         _pre_job_checks,
         job_selection,
@@ -422,7 +452,6 @@ def _run(
         run_job,
     )
     from hvinfra.generate_display import JobDisplay
-    from hvinfra.launcher import require_container
 
     system = None
     if o.skip_checks:
@@ -437,20 +466,9 @@ def _run(
         output.warn("NVML did not answer: the job's GPU memory was not checked")
     for warning in checks:
         output.warn(f"{warning.title}: {warning.detail}")
-    engine = app.engine()
-    if o.no_up:
-        container = require_container(engine, profile.container_name, profile.name, running=True)
-        started = False
-    else:  # `up`'s plan and pre-flight; a job never recreates its container
-        brought = bring_up(
-            app, output, profile, BringUpOptions(no_recreate=True, skip_checks=o.skip_checks)
-        )
-        _warn_if_differs(output, brought.result.plan, profile.name)
-        container, started = brought.result.container, brought.result.action != "kept"
-    if started:
-        output.info(f"started {container.name} ({container.short_id})")
-        for exposure in exposures:
-            output.warn(f"SECURITY: {exposure}")
+    engine, container = container_for_jobs(
+        app, output, profile, no_up=o.no_up, skip_checks=o.skip_checks, exposures=exposures
+    )
     files = reserve_output_files(out_dir, plan.output_stem)
     synthetic = _synthetic_warning(output, profile)
     selection = job_selection(request, profile)

@@ -219,6 +219,8 @@ def refuse_or_kill_stale(
     """Before a new job: a live job of another hvinfra is refused; an orphan (its hvinfra was
     killed) is refused too unless `kill_stale`, which kills it first."""
     for job in running_jobs(engine, container_id):
+        if job.owner_pid == os.getpid() and job.owner_host == socket.gethostname():
+            continue  # this hvinfra's own: `hvinfra batch` runs one job per GPU side by side
         pids = " ".join(map(str, job.pids))
         if not job.orphaned:
             raise ContainerStateError(

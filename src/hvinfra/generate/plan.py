@@ -305,6 +305,10 @@ def exec_env(plan: JobPlan, container_gpus: str) -> dict[str, str]:
         return env
     if container_gpus == wanted:
         return env
+    started_with = [part for part in container_gpus.split(",") if part]
+    if started_with and set(plan.gpus) <= set(started_with):  # a subset: positions inside
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(started_with.index(g)) for g in plan.gpus)
+        return env
     raise RequestInvalid(
         f"the job asks for GPUs {wanted}, but container {plan.container} was started with"
         f" GPUs {container_gpus or 'none'}",

@@ -182,7 +182,8 @@ class RequestInvalid(HvinfraError):
     exit_code = ExitCode.USAGE
 
 
-def _describe(exc: ValidationError) -> list[str]:
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One `--flag: message` line per problem, as the CLI and the serve API show them."""
     lines = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
@@ -199,7 +200,7 @@ def make_request(kind: str, **values: Any) -> Request:
     try:
         return model.model_validate(given)
     except ValidationError as exc:
-        lines = _describe(exc)
+        lines = describe_errors(exc)
         raise RequestInvalid(
             "invalid generation request:\n  " + "\n  ".join(lines),
             f"correct the option(s) above; `hvinfra generate {kind} --help` lists the valid values",

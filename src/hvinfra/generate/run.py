@@ -372,6 +372,52 @@ def _archive_or_none(engine: JobEngine, container_id: str, path: str, dest: Path
 
 
 # -- the job ------------------------------------------------------------------------------------
+class JobOutput:
+    """Reading a job's output as it streams: step bars to the observer and the phase clock,
+    other lines kept as the tail, and the paths the script says it saved (the caller writes the
+    bytes to the log)."""
+
+    def __init__(self, observer: JobObserver, steps: int) -> None:
+        self.observer, self.steps = observer, steps
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.saved: list[str] = []
+        self.clock = PhaseClock(steps)
+        self._splitter = LineSplitter()
+
+    def _line(self, line: str) -> None:
+        step = parse_step(line)
+        if step is not None and step.total == self.steps:
+            self.clock.step(step)
+            self.observer.step(step)
+            return
+        if line.strip():
+            self.tail.append(line)
+            self.observer.line(line)
+        path = saved_path(line)
+        if path:
+            self.saved.append(path)
+
+    def feed(self, data: bytes) -> None:
+        for line in self._splitter.feed(data):
+            self._line(line)
+        current = parse_step(self._splitter.pending)
+        if current is not None and current.total == self.steps:
+            self.clock.step(current)  # timed on arrival (see pending)
+
+    def flush(self) -> None:
+        for line in self._splitter.flush():
+            self._line(line)
+
+    def failure(self, what: str, log_path: Path) -> JobFailed:
+        """The JobFailed for a job that ended badly: what happened, its last lines, a hint."""
+        shown = "\n".join("    " + line for line in list(self.tail)[-SHOWN_TAIL_LINES:])
+        hint = failure_hint("\n".join(self.tail))
+        return JobFailed(
+            what + (f"\n  last log lines:\n{shown}" if shown else "\n  (it printed nothing)"),
+            (hint + "; " if hint else "") + f"the whole log is in {log_path}",
+        )
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -531,8 +577,9 @@ def run_job(
     extra: Mapping[str, Any] | None = None,
     kill_stale: bool = False,
 ) -> JobResult:
-    """Run the job; `memory_probe` (NVML) is sampled while it runs for the memory peak on
-    `measure_gpus`; `extra` is merged into the sidecar (e.g. the synthetic-weights marker)."""
+    """Run one job to its .mp4, sidecar and log. `memory_probe` (NVML) is sampled while it runs
+    for the memory peak on `measure_gpus`; `extra` is merged into the sidecar (e.g. the
+    synthetic-weights marker, a batch's line)."""
     env = exec_env(plan, container.labels.get(LABEL_GPUS, "all"))
     try:
         refuse_or_kill_stale(engine, container.id, container.name, observer, kill_stale=kill_stale)
@@ -548,13 +595,10 @@ def run_job(
         )
     argv = wrap(plan.job_id, plan.argv)
     started_at, started = _now(), time.monotonic()
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    saved: list[str] = []
-    splitter = LineSplitter()
+    stream = JobOutput(observer, request.steps)
     exec_id = ""
     observer.started(plan, request.steps)
     ok = False
-    clock = PhaseClock(request.steps)
     sampler = MemorySampler(memory_probe, measure_gpus) if memory_probe is not None else None
     try:
         with (
@@ -567,20 +611,6 @@ def run_job(
                     container.id, argv, environment={**env, JOB_ENV: plan.job_id},
                     workdir=plan.workdir,
                 )  # fmt: skip
-
-                def handle(line: str) -> None:
-                    step = parse_step(line)
-                    if step is not None and step.total == request.steps:
-                        clock.step(step)
-                        observer.step(step)
-                        return
-                    if line.strip():
-                        tail.append(line)
-                        observer.line(line)
-                    path = saved_path(line)
-                    if path:
-                        saved.append(path)
-
                 for out, err in engine.exec_stream(exec_id):
                     for chunk in (out, err):
                         if chunk:
@@ -590,13 +620,8 @@ def run_job(
                                 if safe_output.is_full(exc):
                                     raise _LogFull from exc
                                 raise
-                            for line in splitter.feed(chunk):
-                                handle(line)
-                            current = parse_step(splitter.pending)
-                            if current is not None and current.total == request.steps:
-                                clock.step(current)  # timed on arrival (see pending)
-                for line in splitter.flush():
-                    handle(line)
+                            stream.feed(chunk)
+                stream.flush()
             except KeyboardInterrupt:
                 how = "before it started"
                 if exec_id:
@@ -614,7 +639,7 @@ def run_job(
                 raise error from None
             except DockerUnreachable as exc:
                 raise _daemon_lost(exc, container, plan) from None
-        clock.end()
+        stream.clock.end()
         try:
             code = _exit_code(engine, exec_id)
         except ContainerStateError:
@@ -625,16 +650,13 @@ def run_job(
             gone = _container_gone(engine, container, code)
             if gone is not None:
                 raise gone
-            shown = "\n".join("    " + line for line in list(tail)[-SHOWN_TAIL_LINES:])
-            hint = failure_hint("\n".join(tail))
-            raise JobFailed(
-                f"the generation job failed in {container.name}: {exit_explanation(code)}"
-                + (f"\n  last log lines:\n{shown}" if shown else "\n  (it printed nothing)"),
-                (hint + "; " if hint else "") + f"the whole log is in {files.log}",
+            raise stream.failure(
+                f"the generation job failed in {container.name}: {exit_explanation(code)}",
+                files.log,
             )
         try:
             with _signals_as_interrupt():
-                container_path = copy_out(engine, container.id, plan, saved, files.video)
+                container_path = copy_out(engine, container.id, plan, stream.saved, files.video)
         except KeyboardInterrupt:
             raise Interrupted(
                 "interrupted while copying the video out; nothing was kept",
@@ -652,7 +674,7 @@ def run_job(
         )  # fmt: skip
         data["measurements"] = {
             "gpu_memory": sampler.peak.as_dict() if sampler is not None else None,
-            "phases": clock.as_dict(),
+            "phases": stream.clock.as_dict(),
         }
         data.update(extra or {})
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
