@@ -16,6 +16,11 @@
 #   GEN_CODE_T2V_SRC / GEN_CODE_I2V_SRC  the official checkouts at the pinned commits
 #   SMOKE_QUICK=1  synth, up and the first generate (A1) only, no doctor runs
 #   SMOKE_BUDGET_S  leave out the optional runs once this many seconds have passed (480)
+#   SMOKE_STAGES  the runs after A1, any of: i2v abba t720 offload batch serve
+#                 (default "i2v abba t720 offload"; batch: a 4-line `hvinfra batch` with the model
+#                 loaded once vs one sample_video.py per line; serve: one job over HTTP, its
+#                 steps seen on the events stream; serve needs GEN_SERVE_WHEELS)
+#   GEN_SERVE_WHEELS  fastapi, starlette, uvicorn ... wheels   default $REPO/../../a/serve-wheels
 # Output: $OUT/smoke.log, $OUT/results.json, $OUT/jobs.tar.gz (sidecars, logs, bare results),
 # $OUT/sample-540p.mp4. Exit 0 when every required run made its .mp4 and the ratio met the goal.
 set -uo pipefail
@@ -28,6 +33,8 @@ CODE_I2V_SRC="${GEN_CODE_I2V_SRC:-$REPO/../../a/code-i2v}"
 OUT="${OUT:-$REPO/gpu-generate-out}"
 QUICK="${SMOKE_QUICK:-0}"
 BUDGET="${SMOKE_BUDGET_S:-480}"
+STAGES=" ${SMOKE_STAGES:-i2v abba t720 offload} "
+SERVE_WHEELS="${GEN_SERVE_WHEELS:-$REPO/../../a/serve-wheels}"
 GOAL="${SMOKE_GOAL:-0.97}"
 HV_PY="${SMOKE_HV_PY:-/opt/torch/.venv/bin/python3}"
 P_T2V="$REPO/scripts/gpu-generate-smoke-t2v.yaml"
@@ -74,6 +81,7 @@ hv() {
     env DOCKER_HOST="unix://$WORK/docker.sock" PYTHONPATH="$WORK/site:$REPO/src" \
         XDG_CONFIG_HOME="$WORK/config" "$HV_PY" -m hvinfra "$@"
 }
+stage() { [[ "$STAGES" == *" $1 "* ]]; }
 sidecar_of() {  # generate --json output -> the sidecar path
     "$HV_PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["sidecar"])' "$1" 2>/dev/null
 }
@@ -120,6 +128,10 @@ command -v git ffmpeg || true
 "$HV_PY" --version
 
 engine_unpack || exit 1
+if stage serve; then
+    "$HV_PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$WORK/site" "$SERVE_WHEELS"/*.whl || fail "serve wheels"
+fi
 hv --version || { fail "hvinfra import"; exit 1; }
 engine_start || exit 1
 engine_import_standin "$IMAGE" || exit 1
@@ -171,14 +183,16 @@ fi
 
 left() { (( SECONDS - T0 < BUDGET - $1 )); }  # is there time left for a run of ~$1 s?
 # the I2V tree is written on the CPU while the T2V runs use the GPU
-(hv models synth "$P_I2V" >"$WORK/synth-i2v.log" 2>&1; echo "synth i2v exit $?" >>"$WORK/synth-i2v.log") &
-SYNTH_I2V=$!
+if stage i2v; then
+    (hv models synth "$P_I2V" >"$WORK/synth-i2v.log" 2>&1; echo "synth i2v exit $?" >>"$WORK/synth-i2v.log") &
+    SYNTH_I2V=$!
+fi
 generate A1 "$P_T2V" t2v "${G540[@]}" && cp "$(ls -t "$WORK"/jobs/*.mp4 | head -1)" "$OUT/sample-540p.mp4"
 
-step "hvinfra models synth i2v (ran in the background), up"
-wait "$SYNTH_I2V"; cat "$WORK/synth-i2v.log"
-hv models check "$P_I2V" || true
-if left 60; then
+if ! stage i2v; then
+    :
+elif step "hvinfra models synth i2v (ran in the background), up" && wait "$SYNTH_I2V" \
+    && cat "$WORK/synth-i2v.log" && { hv models check "$P_I2V" || true; } && left 60; then
     hv up "$P_I2V" --pull never --replace || fail "up i2v"
     "$HV_PY" "$REPO/scripts/gpu_generate_timing.py" image "$WORK/input.png" 960 544
     generate I2V "$P_I2V" i2v --image "$WORK/input.png" -r 540p --frames 33 --steps 5 ${CHECKS[@]+"${CHECKS[@]}"}
@@ -189,25 +203,71 @@ fi
 
 # ABBA: A1 above, then bare, bare, container (the same official command and tree)
 for run in B1 B2 A2; do
+    stage abba || break
     if ! left 40; then fail "budget: $run left out"; continue; fi
     case $run in B*) bare "$run" ;; A*) generate "$run" "$P_T2V" t2v "${G540[@]}" ;; esac
 done
-if left 150; then
+if ! stage t720; then
+    :
+elif left 150; then
     generate T720 "$P_T2V" t2v -r 720p -a 16:9 --frames 129 --steps 3 ${CHECKS[@]+"${CHECKS[@]}"}
 else
     fail "budget: 720p run left out"
 fi
-if left 60; then
+if ! stage offload; then
+    :
+elif left 60; then
     generate OFFLOAD "$P_T2V" t2v "${G540[@]}" --cpu-offload
 else
     echo "(budget: --cpu-offload run left out)"
 fi
 
+# batch: the same 4 lines with the model loaded once per worker, then one sample_video.py each
+if stage batch; then
+    step "hvinfra batch: 4 lines at 540p/33f/5 steps, loaded once (--reuse) vs per line (--no-reuse)"
+    BATCH="$OUT/batch"
+    mkdir -p "$BATCH"
+    printf '%s\n' '{"prompt": "a cat walks on the grass", "seed": 1}' \
+        '{"prompt": "a red fox runs through snow", "seed": 2}' \
+        '{"prompt": "waves break on a rocky shore at sunset", "seed": 3}' \
+        '{"prompt": "a paper boat floats down a rainy street", "seed": 4}' >"$BATCH/prompts.jsonl"
+    for way in reuse no-reuse; do
+        if ! left 100; then fail "budget: batch --$way left out"; continue; fi
+        t=$SECONDS
+        hv batch t2v "$BATCH/prompts.jsonl" --profile "$P_T2V" -r 540p -a 16:9 --frames 33 \
+            --steps 5 "--$way" --out "$WORK/batch-$way" ${CHECKS[@]+"${CHECKS[@]}"} \
+            --json >"$BATCH/$way.json" 2>"$BATCH/$way.log" || fail "batch --$way"
+        tail -5 "$BATCH/$way.log"
+        cp "$WORK/batch-$way/summary.json" "$BATCH/$way-summary.json" 2>/dev/null
+        cp "$WORK/batch-$way/batch.json" "$BATCH/$way-manifest.json" 2>/dev/null
+        ls -l "$WORK/batch-$way"/*.mp4 || fail "batch --$way: no .mp4"
+        echo "(batch --$way: $((SECONDS - t)) s wall)"
+    done
+fi
+
+# serve: the HTTP job API in front of the same container; one job, watched on the events stream
+if stage serve; then
+    if left 70; then
+        step "hvinfra serve t2v: one job over HTTP, steps seen on /v1/jobs/ID/events"
+        env DOCKER_HOST="unix://$WORK/docker.sock" PYTHONPATH="$WORK/site:$REPO/src" \
+            XDG_CONFIG_HOME="$WORK/config" SMOKE_PY="$HV_PY" STEPS=5 OUT="$OUT/serve" \
+            SERVE_ARGS="--profile $P_T2V" bash "$REPO/scripts/gpu-serve-smoke.sh" \
+            || { fail "serve"; tail -40 "$OUT/serve/serve.log"; }
+        rm -f "$OUT"/serve/*.mp4
+    else
+        fail "budget: serve left out"
+    fi
+fi
+
 step "results"
+REPORT=(A1="$RUNS/A1.json")
+stage abba && REPORT+=(B1="$RUNS/B1.json" B2="$RUNS/B2.json" A2="$RUNS/A2.json")
+stage t720 && REPORT+=(T720="$RUNS/T720.json")
+stage i2v && REPORT+=(I2V="$RUNS/I2V.json")
+stage offload && REPORT+=(OFFLOAD="$RUNS/OFFLOAD.json")
+# without the abba stage there is no ratio to hold to the goal
 env PYTHONPATH="$REPO/src" "$HV_PY" "$REPO/scripts/gpu_generate_timing.py" report "$OUT/results.json" \
-    A1="$RUNS/A1.json" B1="$RUNS/B1.json" B2="$RUNS/B2.json" A2="$RUNS/A2.json" \
-    T720="$RUNS/T720.json" I2V="$RUNS/I2V.json" OFFLOAD="$RUNS/OFFLOAD.json" --goal "$GOAL" \
-    || fail "ratio below $GOAL (or a run missing)"
+    "${REPORT[@]}" --goal "$GOAL" || ! stage abba || fail "ratio below $GOAL (or a run missing)"
 if ((${#FAILED[@]})); then
     echo "GENERATE SMOKE FAILED (${SECONDS}s): ${FAILED[*]}"
     exit 1
