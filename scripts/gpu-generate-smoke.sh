@@ -16,7 +16,9 @@
 #   GEN_CODE_T2V_SRC / GEN_CODE_I2V_SRC  the official checkouts at the pinned commits
 #   SMOKE_QUICK=1  synth, up and the first generate (A1) only, no doctor runs
 #   SMOKE_BUDGET_S  leave out the optional runs once this many seconds have passed (480)
-#   SMOKE_STAGES  the runs after A1, any of: i2v abba t720 offload batch serve
+#   SMOKE_STAGES  the runs after A1, any of: i2v abba t720 offload batch serve req
+#                 (req: the 129-frame peaks the requirements data holds, 3 steps each)
+#   SMOKE_BATCH_WAYS  the batch stage's runs (default "reuse no-reuse")
 #                 (default "i2v abba t720 offload"; batch: a 4-line `hvinfra batch` with the model
 #                 loaded once vs one sample_video.py per line; serve: one job over HTTP, its
 #                 steps seen on the events stream; serve needs GEN_SERVE_WHEELS)
@@ -222,6 +224,25 @@ else
     echo "(budget: --cpu-offload run left out)"
 fi
 
+# req: 129 frames (the size the requirements data is for), 3 steps: the peak is in the steps
+# and the VAE decode, not in how many steps there are
+REQ_RUNS=()
+if stage req; then
+    for run in R_T2V_540 R_T2V_360 R_I2V_720 R_I2V_540 R_I2V_360; do
+        case $run in *_720) need=150 ;; *_540) need=75 ;; *) need=50 ;; esac
+        if ! left $need; then fail "budget: $run left out"; continue; fi
+        size=${run##*_}p
+        case $run in
+            R_T2V_*) generate "$run" "$P_T2V" t2v -r "$size" -a 16:9 --frames 129 --steps 3 ${CHECKS[@]+"${CHECKS[@]}"} ;;
+            R_I2V_*)
+                [[ -f "$WORK/input.png" ]] || "$HV_PY" "$REPO/scripts/gpu_generate_timing.py" image "$WORK/input.png" 960 544
+                hv up "$P_I2V" --pull never >/dev/null || fail "up i2v"
+                generate "$run" "$P_I2V" i2v --image "$WORK/input.png" -r "$size" --frames 129 --steps 3 ${CHECKS[@]+"${CHECKS[@]}"} ;;
+        esac
+        REQ_RUNS+=("$run=$RUNS/$run.json")
+    done
+fi
+
 # batch: the same 4 lines with the model loaded once per worker, then one sample_video.py each
 if stage batch; then
     step "hvinfra batch: 4 lines at 540p/33f/5 steps, loaded once (--reuse) vs per line (--no-reuse)"
@@ -231,7 +252,7 @@ if stage batch; then
         '{"prompt": "a red fox runs through snow", "seed": 2}' \
         '{"prompt": "waves break on a rocky shore at sunset", "seed": 3}' \
         '{"prompt": "a paper boat floats down a rainy street", "seed": 4}' >"$BATCH/prompts.jsonl"
-    for way in reuse no-reuse; do
+    for way in ${SMOKE_BATCH_WAYS:-reuse no-reuse}; do
         if ! left 100; then fail "budget: batch --$way left out"; continue; fi
         t=$SECONDS
         hv batch t2v "$BATCH/prompts.jsonl" --profile "$P_T2V" -r 540p -a 16:9 --frames 33 \
@@ -239,6 +260,7 @@ if stage batch; then
             --json >"$BATCH/$way.json" 2>"$BATCH/$way.log" || fail "batch --$way"
         tail -5 "$BATCH/$way.log"
         cp "$WORK/batch-$way/summary.json" "$BATCH/$way-summary.json" 2>/dev/null
+        "$HV_PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); d.pop("lines",None); print(json.dumps(d))' "$BATCH/$way-summary.json"
         cp "$WORK/batch-$way/batch.json" "$BATCH/$way-manifest.json" 2>/dev/null
         ls -l "$WORK/batch-$way"/*.mp4 || fail "batch --$way: no .mp4"
         echo "(batch --$way: $((SECONDS - t)) s wall)"
@@ -265,6 +287,7 @@ stage abba && REPORT+=(B1="$RUNS/B1.json" B2="$RUNS/B2.json" A2="$RUNS/A2.json")
 stage t720 && REPORT+=(T720="$RUNS/T720.json")
 stage i2v && REPORT+=(I2V="$RUNS/I2V.json")
 stage offload && REPORT+=(OFFLOAD="$RUNS/OFFLOAD.json")
+REPORT+=(${REQ_RUNS[@]+"${REQ_RUNS[@]}"})
 # without the abba stage there is no ratio to hold to the goal
 env PYTHONPATH="$REPO/src" "$HV_PY" "$REPO/scripts/gpu_generate_timing.py" report "$OUT/results.json" \
     "${REPORT[@]}" --goal "$GOAL" || ! stage abba || fail "ratio below $GOAL (or a run missing)"
