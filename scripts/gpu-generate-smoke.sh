@@ -185,7 +185,8 @@ fi
 
 left() { (( SECONDS - T0 < BUDGET - $1 )); }  # is there time left for a run of ~$1 s?
 # the I2V tree is written on the CPU while the T2V runs use the GPU
-if stage i2v; then
+SYNTH_I2V=""
+if stage i2v || stage req; then
     (hv models synth "$P_I2V" >"$WORK/synth-i2v.log" 2>&1; echo "synth i2v exit $?" >>"$WORK/synth-i2v.log") &
     SYNTH_I2V=$!
 fi
@@ -193,7 +194,7 @@ generate A1 "$P_T2V" t2v "${G540[@]}" && cp "$(ls -t "$WORK"/jobs/*.mp4 | head -
 
 if ! stage i2v; then
     :
-elif step "hvinfra models synth i2v (ran in the background), up" && wait "$SYNTH_I2V" \
+elif step "hvinfra models synth i2v (ran in the background), up" && wait "$SYNTH_I2V" && SYNTH_I2V="" \
     && cat "$WORK/synth-i2v.log" && { hv models check "$P_I2V" || true; } && left 60; then
     hv up "$P_I2V" --pull never --replace || fail "up i2v"
     "$HV_PY" "$REPO/scripts/gpu_generate_timing.py" image "$WORK/input.png" 960 544
@@ -228,13 +229,14 @@ fi
 # and the VAE decode, not in how many steps there are
 REQ_RUNS=()
 if stage req; then
-    for run in R_T2V_540 R_T2V_360 R_I2V_720 R_I2V_540 R_I2V_360; do
+    for run in ${SMOKE_REQ_RUNS:-R_T2V_540 R_T2V_360 R_I2V_720 R_I2V_540 R_I2V_360}; do
         case $run in *_720) need=150 ;; *_540) need=75 ;; *) need=50 ;; esac
         if ! left $need; then fail "budget: $run left out"; continue; fi
         size=${run##*_}p
         case $run in
             R_T2V_*) generate "$run" "$P_T2V" t2v -r "$size" -a 16:9 --frames 129 --steps 3 ${CHECKS[@]+"${CHECKS[@]}"} ;;
             R_I2V_*)
+                if [[ -n "$SYNTH_I2V" ]]; then wait "$SYNTH_I2V"; cat "$WORK/synth-i2v.log"; SYNTH_I2V=""; fi
                 [[ -f "$WORK/input.png" ]] || "$HV_PY" "$REPO/scripts/gpu_generate_timing.py" image "$WORK/input.png" 960 544
                 hv up "$P_I2V" --pull never >/dev/null || fail "up i2v"
                 generate "$run" "$P_I2V" i2v --image "$WORK/input.png" -r "$size" --frames 129 --steps 3 ${CHECKS[@]+"${CHECKS[@]}"} ;;
