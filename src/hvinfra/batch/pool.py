@@ -117,6 +117,7 @@ class ContainerWorker:
         self._sock: socket.socket | None = None
         self._sink: Callable[[bytes], None] | None = None
         self._reader: threading.Thread | None = None
+        self._last_output = 0.0  # monotonic time of the last stderr data
         self.alive = False
 
     def start(self, timeout: float = READY_TIMEOUT) -> str:
@@ -162,6 +163,7 @@ class ContainerWorker:
                             with contextlib.suppress(ValueError):
                                 self.events.put(json.loads(line))
                     elif self._sink is not None:
+                        self._last_output = time.monotonic()
                         self._sink(payload)
         except OSError:
             pass
@@ -192,9 +194,22 @@ class ContainerWorker:
                 if event.get("event") == "loaded":
                     loaded = {"load_s": event.get("seconds", 0.0)}
                 if event.get("event") in ("done", "failed") and event.get("id") == job_id:
+                    if event.get("event") == "failed":
+                        self._wait_output_quiet()
                     return event
         finally:
             self._sink = None
+
+    def _wait_output_quiet(self, quiet: float = 0.3, limit: float = 2.0) -> None:
+        """Let the job's last stderr lines (the traceback) reach its log: the engine reads the
+        exec's stdout and stderr separately, so the failed event can overtake them."""
+        since = time.monotonic()
+        deadline = since + limit
+        while self.alive and time.monotonic() < deadline:
+            idle = time.monotonic() - max(since, self._last_output)
+            if idle >= quiet:
+                return
+            time.sleep(quiet - idle)
 
     def signal(self, sig: str) -> None:
         signal_job(self.engine, self.container.id, self.job_id, sig)
