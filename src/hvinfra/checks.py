@@ -233,6 +233,8 @@ def check_vram(
             f"{gib(gpu.memory_free_bytes)} free of {gib(gpu.memory_total_bytes)};"
             f" {need.setting} needs {need.gib:g} GiB{mark}"
         )
+        if need.measured_peak_gib is not None:
+            detail += f" (peak measured {need.measured_peak_gib:g} GiB on {need.measured_on})"
         if gpu.memory_free_bytes >= need.bytes:
             if gpu.memory_total_bytes < req.recommended_gib * GIB * 0.95:
                 results.append(

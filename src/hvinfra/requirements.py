@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -20,6 +20,8 @@ class VramNeed:
     gib: float
     basis: str  # "official", "measured" (scripts/gpu-generate-smoke.sh) or "estimate"
     setting: str  # e.g. "t2v 720p, fp8"
+    measured_peak_gib: float | None = None  # the GPU smoke's peak for this setting, if any
+    measured_on: str = ""  # where, e.g. "NVIDIA H200, 2026-12-03, synthetic weights"
 
     @property
     def bytes(self) -> int:
@@ -41,6 +43,11 @@ class Requirements:
     docker_min_version: tuple[int, ...]
     image_gib: float
     weights_gib: dict[str, float]
+    # workload -> resolution -> the GPU smoke's peak (GiB): shown next to the need, never gating
+    measured_peaks: dict[str, dict[str, float]] = field(default_factory=dict)
+    measured_on: str = ""
+    # (workload, resolution) rows `generate` does not offer: never suggested as what would fit
+    not_offered: frozenset[tuple[str, str]] = frozenset()
 
     def vram(
         self,
@@ -60,7 +67,11 @@ class Requirements:
             basis = "estimate"
         need = max(self.floor_gib, gib - max(savings))
         flags = [name for name, on in (("fp8", fp8), ("cpu offload", cpu_offload)) if on]
-        return VramNeed(need, basis, ", ".join([f"{workload} {resolution}", *flags]))
+        peak = None if flags else self.measured_peaks.get(workload, {}).get(resolution)
+        return VramNeed(
+            need, basis, ", ".join([f"{workload} {resolution}", *flags]),
+            measured_peak_gib=peak, measured_on=self.measured_on if peak is not None else "",
+        )  # fmt: skip
 
     def toolkit_driver(self, cuda: tuple[int, int]) -> str | None:
         return self.toolkit_drivers.get(cuda)
@@ -96,7 +107,27 @@ def from_data(data: Mapping[str, Any]) -> Requirements:
         docker_min_version=_version(str(data["docker"]["min_version"])),
         image_gib=float(data["disk"]["image_gib"]),
         weights_gib={k: float(v) for k, v in data["disk"]["weights_gib"].items()},
+        measured_peaks={
+            workload: {
+                res: float(v["measured_gib"]) for res, v in table.items() if "measured_gib" in v
+            }
+            for workload, table in vram["per_gpu"].items()
+        },
+        measured_on=_measured_on(vram.get("measured_on") or {}),
+        not_offered=frozenset(
+            (workload, res)
+            for workload, table in vram["per_gpu"].items()
+            for res, v in table.items()
+            if v.get("generate") is False
+        ),
     )
+
+
+def _measured_on(where: Mapping[str, Any]) -> str:
+    parts = [str(where[key]) for key in ("gpu", "date") if key in where]
+    if where.get("weights") == "synthetic":
+        parts.append("synthetic weights")
+    return ", ".join(parts)
 
 
 @cache
@@ -176,6 +207,8 @@ def what_would_fit(
         )
     index = RESOLUTIONS.index(resolution)
     for lower in RESOLUTIONS[index + 1 :]:
+        if (workload, lower) in req.not_offered:
+            continue
         alt = req.vram(workload, lower, fp8=fp8, cpu_offload=cpu_offload)
         if alt.gib <= best:
             options.append(

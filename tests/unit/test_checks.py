@@ -222,3 +222,23 @@ def test_vram_row_names_a_measured_figure_as_measured() -> None:
     vram = row(run_checks(facts(), measured), "vram", gpu=0)
     assert "needs 58 GiB (measured)" in vram.detail
     assert "(measured)" not in row(run_checks(facts(), REQ), "vram", gpu=0).detail
+
+
+def test_vram_row_shows_the_smoke_peak_next_to_the_official_need() -> None:
+    vram = row(run_checks(facts(gpus=free_gib(recorded(), 50), resolution="540p"), REQ), "vram", 0)
+    assert vram.status == "pass"  # the peak is shown, it does not gate
+    assert (
+        "t2v 540p needs 45 GiB (peak measured 61.4 GiB on NVIDIA H200, 2026-12-03," in vram.detail
+    )
+    fp8 = row(run_checks(facts(fp8=True), REQ), "vram", gpu=0)
+    assert "peak measured" not in fp8.detail
+
+
+def test_what_fits_never_suggests_a_size_generate_refuses() -> None:
+    """360p is not a text-to-video size: `generate t2v -r 360p` refuses it, so a short GPU is
+    not told to use it; for image-to-video it is a real choice."""
+    t2v = row(run_checks(facts(gpus=free_gib(recorded(), 41.5)), REQ), "vram", gpu=0)
+    assert t2v.status == "fail"
+    assert "360p" not in t2v.fix and "--cpu-offload" in t2v.fix
+    i2v = row(run_checks(facts(gpus=free_gib(recorded(), 41.5), workload="i2v"), REQ), "vram", 0)
+    assert "360p (~35 GiB): `--set resolution=360p`" in i2v.fix
