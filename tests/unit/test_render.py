@@ -316,7 +316,22 @@ def test_an_unknown_line_option_is_refused(
     path = tmp_path / "bad.jsonl"
     path.write_text('{"prompt": "x", "gpus": "all"}\n')
     assert main(["render", "k8s", "t2v", "--batch", str(path)]) == ExitCode.USAGE
-    assert f"{path}:1: unknown option(s) gpus" in capsys.readouterr().err
+    assert f"{path}:1: unknown field 'gpus' (a line takes:" in capsys.readouterr().err
+
+
+def test_a_csv_batch_file_is_read_as_hvinfra_batch_reads_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The header is not a job, and CSV values reach the per-line commands."""
+    path = tmp_path / "shots.csv"
+    path.write_text('prompt,frames,cpu-offload\na cat,33,true\n"a dog, running",65,\n')
+    out = tmp_path / "job.sbatch"
+    assert main(["render", "slurm", "t2v", "--batch", str(path), "-o", str(out)]) == 0
+    generate = [line for line in out.read_text().splitlines() if '" generate t2v ' in line]
+    assert len(generate) == 2
+    assert "--prompt 'a cat' --frames 33" in generate[0] and "--cpu-offload" in generate[0]
+    assert "--prompt 'a dog, running' --frames 65" in generate[1]
+    assert "--cpu-offload" not in generate[1]
 
 
 def test_slurm_needs_a_job(capsys: pytest.CaptureFixture[str]) -> None:

@@ -84,7 +84,7 @@ def detect_format(path: Path, text: str) -> str:
     return "jsonl" if first.startswith("{") else "text"
 
 
-def _raw_rows(path: Path, text: str, fmt: str) -> list[tuple[int, dict[str, Any] | str]]:
+def raw_rows(path: Path, text: str, fmt: str) -> list[tuple[int, dict[str, Any] | str]]:
     """(line number, the row's values) per non-blank, non-comment row; a string is an error."""
     rows: list[tuple[int, dict[str, Any] | str]] = []
     if fmt == "csv":
@@ -128,7 +128,7 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _fields(
+def row_fields(
     row: Mapping[str, Any], kind: str, defaults: Mapping[str, Any], base: Path
 ) -> dict[str, Any]:
     """A row's keys -> request fields over the command line's defaults; unknown keys raise."""
@@ -185,12 +185,12 @@ def parse_text(
     fmt = fmt or detect_format(path, text)
     base = path.parent
     result: list[BatchLine] = []
-    for number, row in _raw_rows(path, text, fmt):
+    for number, row in raw_rows(path, text, fmt):
         if isinstance(row, str):
             result.append(BatchLine(number, None, row))
             continue
         try:
-            fields = _fields(row, kind, defaults, base)
+            fields = row_fields(row, kind, defaults, base)
         except ValueError as exc:
             result.append(BatchLine(number, None, str(exc)))
             continue

@@ -199,7 +199,7 @@ def _lines(
                 f"cannot read {batch}: {exc.strerror or exc}", "check the --batch path",
                 exit_code=ExitCode.USAGE,
             ) from exc  # fmt: skip
-        rows, source = parse_batch(text, str(batch)), str(batch)
+        rows, source = parse_batch(text, batch, kind), str(batch)
     else:
         return None
     if seeded:

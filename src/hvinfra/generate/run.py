@@ -26,7 +26,6 @@ from typing import Any, Protocol
 from hvinfra import __version__
 from hvinfra.argv import REDACTED, is_secret_name
 from hvinfra.checks import CheckResult
-from hvinfra.convergence import Plan
 from hvinfra.errors import (
     ContainerStateError,
     DockerUnreachable,
@@ -46,15 +45,11 @@ from hvinfra.gpu_selection import GpuSelection
 from hvinfra.launcher import (
     EXIT_SIGNALS,
     Engine,
-    PullObserver,
-    consume,
     exit_explanation,
-    require_container,
-    up,
 )
 from hvinfra.profiles.models import Profile
 from hvinfra.records import ContainerInfo, ExecResult, GpuSystem, ImageInfo
-from hvinfra.spec import LABEL_GPUS, RunSpec, build_run_spec
+from hvinfra.spec import LABEL_GPUS
 
 MAX_FILE_NAME_BYTES = 255
 TAIL_LINES = 40
@@ -219,33 +214,6 @@ def reserve_output_files(out_dir: Path, stem: str) -> OutputFiles:
             os.close(fd)
         return OutputFiles(video, sidecar, log, identity)
     raise PreflightFailed(f"too many outputs named {stem}* in {out_dir}", "use another --out")
-
-
-# -- the container ------------------------------------------------------------------------------
-def ensure_container(
-    engine: Engine,
-    profile: Profile,
-    *,
-    no_up: bool,
-    observe_pull: PullObserver = consume,
-    spec: RunSpec | None = None,
-    on_plan: Callable[[Plan], None] | None = None,
-) -> tuple[ContainerInfo, bool]:
-    """The running container for the job, brought up with `up`'s plan unless --no-up.
-
-    `spec` is the profile's RunSpec as the CLI built it (devices mode adds device nodes). A job
-    never recreates a container: one that differs from the spec is kept (`on_plan` hears how it
-    differs); a stopped one is started. Returns the container and whether this call started it.
-    """
-    if no_up:
-        return require_container(engine, profile.container_name, profile.name, running=True), False
-    result = up(
-        engine, spec or build_run_spec(profile), profile_name=profile.name,
-        observe_pull=observe_pull, no_recreate=True,
-    )  # fmt: skip
-    if on_plan is not None and result.plan is not None:
-        on_plan(result.plan)
-    return result.container, result.action != "kept"
 
 
 def _tar_of(copies: Sequence[tuple[str, str]]) -> bytes:

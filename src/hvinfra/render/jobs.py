@@ -4,8 +4,8 @@ command line for engines that run the image directly (Kubernetes, Slurm with pyx
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from hvinfra.generate.plan import JobPlan, build_plan, container_path_of
@@ -36,29 +36,22 @@ class Line:
         return f"line {self.number}" if self.number else "the job"
 
 
-def parse_batch(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
-    """A batch file: one job per line, a JSON object of generate options by long name
-    (JSONL), or a bare prompt. Blank lines and lines starting with # are skipped."""
+def parse_batch(text: str, path: Path, kind: str) -> list[tuple[int, dict[str, Any]]]:
+    """A batch file as `hvinfra batch` reads it (JSONL, CSV with a header, or one prompt a
+    line; blank lines and # comments skipped): each row's options by request field name."""
+    from hvinfra.batch.lines import detect_format, raw_rows, row_fields
+
     rows: list[tuple[int, dict[str, Any]]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RenderError(
-                    f"{source}:{number}: not a JSON object: {exc.msg}",
-                    "write one JSON object per line, or a bare prompt",
-                ) from exc
-            if not isinstance(value, dict):
-                raise RenderError(f"{source}:{number}: not a JSON object", "write {…} per line")
-            rows.append((number, value))
-        else:
-            rows.append((number, {"prompt": line}))
+    for number, row in raw_rows(path, text, detect_format(path, text)):
+        fix = "write one JSON object, CSV row or prompt per line"
+        if isinstance(row, str):
+            raise RenderError(f"{path}:{number}: {row}", fix)
+        try:
+            rows.append((number, row_fields(row, kind, {}, path.parent)))
+        except ValueError as exc:
+            raise RenderError(f"{path}:{number}: {exc}", fix) from exc
     if not rows:
-        raise RenderError(f"{source}: no jobs in the file", "write one prompt per line")
+        raise RenderError(f"{path}: no jobs in the file", "write one prompt per line")
     return rows
 
 
