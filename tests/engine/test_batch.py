@@ -107,6 +107,8 @@ def test_five_lines_one_failing_the_batch_goes_on_and_exits_12(run: Batch) -> No
     sidecar = run.sidecars()[0]
     assert sidecar["worker"]["reused"] is True
     assert sidecar["batch"]["line"] == 1
+    phases = sidecar["measurements"]["phases"]  # timed from the worker's tqdm lines
+    assert phases["steps_seen"] == 3 and phases["seconds_per_step"] is not None
     assert "line 3: failed" in result.stdout and "batch summary" in result.stdout
 
 

@@ -10,6 +10,7 @@ from hvinfra.generate.measure import (
     MemoryPeak,
     MemorySampler,
     PhaseClock,
+    gpu_indices,
     rate_seconds,
     summary_line,
 )
@@ -54,6 +55,25 @@ def test_peak_falls_back_to_gpu_memory_over_the_baseline_without_process_records
     peak.add(with_use(base, before + 42 * GIB))
     assert peak.source == "nvml-gpu-used-minus-baseline"
     assert peak.peak_bytes == 42 * GIB
+
+
+def test_a_job_in_a_worker_that_holds_the_model_counts_the_whole_gpu() -> None:
+    """The worker process was there before the job (its memory is the model): per process it
+    would be left out, over the baseline the model would be; the GPU's use is the figure."""
+    base = h200()
+    worker = GpuProcess(pid=99, used_memory_bytes=30 * GIB)
+    peak = MemoryPeak(gpus=(0,), whole_gpu=True)
+    peak.start(with_use(base, 30 * GIB, (worker,)))
+    for used in (35 * GIB, 42 * GIB, 31 * GIB):
+        peak.add(with_use(base, used, (replace(worker, used_memory_bytes=used),)))
+    assert peak.source == "nvml-gpu-used"
+    assert peak.peak_bytes == 42 * GIB
+
+
+def test_gpu_indices_of_a_selection() -> None:
+    assert gpu_indices(("0", "2")) == (0, 2)
+    assert gpu_indices("all") == () and gpu_indices(None) == ()
+    assert gpu_indices(("GPU-1234",)) == ()
 
 
 def test_sampler_survives_a_probe_that_fails_and_samples_at_exit() -> None:

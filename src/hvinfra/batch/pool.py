@@ -36,6 +36,7 @@ from hvinfra.generate.job_control import (
     signal_job,
     wrap,
 )
+from hvinfra.generate.measure import MemorySampler, gpu_indices
 from hvinfra.generate.plan import JobPlan, build_plan, exec_env
 from hvinfra.generate.request import Request
 from hvinfra.generate.run import (
@@ -54,7 +55,7 @@ from hvinfra.generate.run import (
 )
 from hvinfra.launcher import exit_explanation
 from hvinfra.profiles.models import Profile
-from hvinfra.records import ContainerInfo
+from hvinfra.records import ContainerInfo, GpuSystem
 from hvinfra.spec import LABEL_GPUS
 
 WORKER_DIR = "/tmp/hvinfra-worker"
@@ -276,8 +277,10 @@ class WorkerPool:
         stop_timeout: float = 20.0,
         on_start: Callable[[Slot, Job], None] | None = None,
         notify: Callable[[str], None] | None = None,
+        memory_probe: Callable[[], GpuSystem] | None = None,
     ) -> None:
         self.engine, self.container, self.profile = engine, container, profile
+        self.memory_probe = memory_probe  # NVML, sampled while each job runs
         self.slots = list(slots)
         self.kind = kind
         self.reuse = reuse
@@ -432,7 +435,8 @@ class WorkerPool:
                 outcome.result = run_job(
                     self.engine, request, plan, self.container, files, observer=observer,
                     gpu_names=self.gpu_names(slot.gpus), stop_timeout=self.stop_timeout,
-                    extra=job.extra,
+                    extra=job.extra, memory_probe=self.memory_probe,
+                    measure_gpus=gpu_indices(slot.gpus),
                 )  # fmt: skip
         except HvinfraError as exc:
             outcome.error = exc
@@ -491,9 +495,20 @@ class WorkerPool:
         started_at, started = _now(), time.monotonic()
         observer.started(plan, request.steps)
         ok = False
+        # The worker holds the model before the job starts: its GPU's memory in use is the peak
+        # (one worker per GPU); without known GPU indices no memory figure is kept.
+        gpus = gpu_indices(slot.gpus)
+        sampler = (
+            MemorySampler(self.memory_probe, gpus, whole_gpu=True)
+            if self.memory_probe is not None and gpus
+            else None
+        )
         try:
             stream = JobOutput(observer, request.steps)
-            with safe_output.open_append_own(files.log, files.log_identity) as log:
+            with (
+                safe_output.open_append_own(files.log, files.log_identity) as log,
+                sampler or contextlib.nullcontext(),
+            ):
 
                 def sink(data: bytes) -> None:
                     safe_output.write_all(log, data)
@@ -501,6 +516,7 @@ class WorkerPool:
 
                 event = worker.run(plan.job_id, plan.argv[2:], sink)
                 stream.flush()
+            stream.clock.end()
             if event.get("event") != "done":
                 if event.get("event") == "exited":
                     what = f"the worker exited: {exit_explanation(worker.exit_code() or -1)}"
@@ -522,6 +538,10 @@ class WorkerPool:
             )  # fmt: skip
             load_s = float(event.get("load_s", 0.0))
             data["worker"] = {"reused": True, "load_s": load_s, "slot": slot.name}
+            data["measurements"] = {
+                "gpu_memory": sampler.peak.as_dict() if sampler is not None else None,
+                "phases": stream.clock.as_dict(),
+            }
             data.update(job.extra)
             text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
             safe_output.write_new(files.sidecar, text.encode("utf-8"))

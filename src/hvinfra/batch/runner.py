@@ -9,7 +9,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +19,7 @@ from hvinfra.batch.pool import GpuNames, Job, JobOutcome, PoolEngine, WorkerPool
 from hvinfra.errors import Interrupted
 from hvinfra.generate.run import JobObserver, _signals_as_interrupt
 from hvinfra.profiles.models import Profile
-from hvinfra.records import ContainerInfo
+from hvinfra.records import ContainerInfo, GpuSystem
 
 SHOWN_TAIL = 15
 
@@ -66,6 +66,7 @@ def run_batch(
     gpu_names: GpuNames | None = None,
     stop_timeout: float = 20.0,
     kill_stale: bool = False,
+    memory_probe: Callable[[], GpuSystem] | None = None,
 ) -> dict[str, Any]:
     """Run the plan's lines; returns the summary (also written to summary.json). Raises
     Interrupted after Ctrl-C, once the running jobs are stopped and the manifest is saved."""
@@ -94,7 +95,7 @@ def run_batch(
         engine, container, profile, plan.slots, kind=kind, reuse=plan.reuse,
         observer=lambda slot, job: observer.job_observer(slot, by_job[job.job_id]),
         gpu_names=gpu_names, stop_timeout=stop_timeout, on_start=on_start,
-        notify=observer.note,
+        notify=observer.note, memory_probe=memory_probe,
     )  # fmt: skip
     futures: dict[concurrent.futures.Future[JobOutcome], Item] = {}
     for item in plan.to_run:

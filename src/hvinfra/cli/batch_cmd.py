@@ -386,6 +386,7 @@ def _start(
         engine, container, profile, plan, out_dir, manifest, display, kind=kind,
         gpu_names=lambda gpus: gpu_names_for_sidecar(gpus if gpus else ("0",), system),
         stop_timeout=v["stop_timeout"], kill_stale=v["kill_stale"],
+        memory_probe=app.probe.probe if system is not None else None,
     )  # fmt: skip
 
 

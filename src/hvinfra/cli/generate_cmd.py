@@ -445,6 +445,7 @@ def _run(
     rewrite_info: dict[str, Any] | None,
     exposures: list[str] = [],  # noqa: B006  (read only)
 ) -> None:
+    from hvinfra.generate.measure import gpu_indices
     from hvinfra.generate.run import (
         _pre_job_checks,
         job_selection,
@@ -479,7 +480,7 @@ def _run(
         stop_timeout=o.stop_timeout,
         rewrite=rewrite_info, kill_stale=o.kill_stale,
         memory_probe=app.probe.probe if app.gpu_system() is not None else None,
-        measure_gpus=_gpu_indices(selection),
+        measure_gpus=gpu_indices(selection),
         extra=synthetic,
     )  # fmt: skip
     if output.json_mode:
@@ -518,10 +519,3 @@ def _synthetic_warning(output: Any, profile: Any) -> dict[str, Any]:
     if marker is not None:
         output.warn(warning_text(folder, marker))
     return sidecar_field(folder, marker)
-
-
-def _gpu_indices(selection: str | tuple[str, ...]) -> tuple[int, ...]:
-    """The selected GPUs as NVML indices; () for all (or UUID selections)."""
-    if isinstance(selection, str) or not all(s.isdigit() for s in selection):
-        return ()
-    return tuple(int(s) for s in selection)

@@ -218,6 +218,7 @@ def _run_server(
             profile=profile, container=container, out_dir=out_dir,
             engine_factory=app.engine_factory,
             gpu_system=system, host_gpu_count=count, gpu_names=names,
+            memory_probe=app.probe.probe if system is not None else None,
             skip_checks=v["skip_checks"], stop_timeout=v["stop_timeout"], slots=tuple(slots),
             reuse=reuse,
         )  # fmt: skip

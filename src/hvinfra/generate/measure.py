@@ -28,9 +28,11 @@ class MemoryPeak:
     """Peak GPU memory of a job on the selected GPUs (indices), from successive NVML records.
 
     Per process where the driver lists processes (the job's are those absent before it
-    started), else per GPU: memory used minus what was used before the job."""
+    started), else per GPU: memory used minus what was used before the job. `whole_gpu`: the
+    GPUs' memory in use (a job in a worker that already holds the model, on its own GPU)."""
 
     gpus: tuple[int, ...]
+    whole_gpu: bool = False
     baseline_used: dict[int, int] = field(default_factory=dict)
     baseline_pids: set[int] = field(default_factory=set)
     peak_process_bytes: int | None = None
@@ -67,12 +69,16 @@ class MemoryPeak:
     @property
     def peak_bytes(self) -> int | None:
         """The job's peak: per process when NVML listed the job's processes, else per GPU."""
+        if self.whole_gpu:
+            return self.peak_gpu_used_bytes
         if self.peak_process_bytes is not None:
             return self.peak_process_bytes
         return self.peak_over_baseline_bytes
 
     @property
     def source(self) -> str:
+        if self.whole_gpu:
+            return "nvml-gpu-used" if self.samples else "none"
         if self.peak_process_bytes is not None:
             return "nvml-process"
         return "nvml-gpu-used-minus-baseline" if self.samples else "none"
@@ -100,8 +106,10 @@ class MemorySampler:
         probe: Callable[[], GpuSystem],
         gpus: Sequence[int],
         interval: float = SAMPLE_INTERVAL_S,
+        *,
+        whole_gpu: bool = False,
     ) -> None:
-        self.peak = MemoryPeak(tuple(gpus))
+        self.peak = MemoryPeak(tuple(gpus), whole_gpu=whole_gpu)
         self._probe = probe
         self._interval = interval
         self._stop = threading.Event()
@@ -216,3 +224,12 @@ def summary_line(measurements: dict[str, Any]) -> str:
     if times:
         parts.append(" / ".join(times))
     return ", ".join(parts)
+
+
+def gpu_indices(selection: str | Sequence[str] | None) -> tuple[int, ...]:
+    """A GPU selection as NVML indices; () for all, none given or UUIDs (not resolved here)."""
+    if selection is None or isinstance(selection, str):
+        return ()
+    if not all(s.isdigit() for s in selection):
+        return ()
+    return tuple(int(s) for s in selection)

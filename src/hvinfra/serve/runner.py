@@ -43,6 +43,7 @@ class RunnerSetup:
     gpu_system: GpuSystem | None = None
     host_gpu_count: int | None = None
     gpu_names: Sequence[str] | None = None
+    memory_probe: Callable[[], GpuSystem] | None = None  # NVML, sampled while each job runs
     skip_checks: bool = False
     stop_timeout: float = 5.0  # a cancelled job gets SIGINT, then SIGKILL after this long
 
@@ -115,6 +116,7 @@ class PoolWorkers:
             observer=lambda slot, job: _StoreObserver(store, job.job_id),
             gpu_names=lambda gpus: setup.gpu_names, stop_timeout=setup.stop_timeout,
             on_start=self._on_start, notify=lambda text: log.warning("%s", text),
+            memory_probe=setup.memory_probe,
         )  # fmt: skip
         self._feeder = threading.Thread(target=self._feed, name="hvinfra-serve-feed", daemon=True)
 
