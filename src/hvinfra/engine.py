@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.auth as docker_auth
@@ -30,7 +30,9 @@ from hvinfra.errors import (
 )
 from hvinfra.fixes import MEMLOCK_FIX, TOOLKIT_FIX
 from hvinfra.records import ContainerInfo, EngineInfo, ExecResult, ImageInfo
-from hvinfra.spec import RunSpec
+
+if TYPE_CHECKING:
+    from hvinfra.spec import RunSpec
 
 LOG_TIMEOUT = 60
 

@@ -7,23 +7,44 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from hvinfra.errors import HvinfraError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
-@dataclass
+
+def _console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True, highlight=False)
+
+
 class Output:
-    json_mode: bool = False
-    out: Console = field(default_factory=lambda: Console(soft_wrap=True, highlight=False))
-    err: Console = field(
-        default_factory=lambda: Console(stderr=True, soft_wrap=True, highlight=False)
-    )
+    """Where a command's results and messages go. The rich consoles are made on first use, so
+    a command that prints only plain lines or JSON never imports rich."""
+
+    def __init__(
+        self, json_mode: bool = False, out: Console | None = None, err: Console | None = None
+    ) -> None:
+        self.json_mode = json_mode
+        self._out = out
+        self._err = err
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            self._out = _console()
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = _console(stderr=True)
+        return self._err
 
     def data(self, payload: Any) -> None:
         """Machine-readable result: JSON on stdout."""
@@ -39,10 +60,20 @@ class Output:
         self.err.print(message)
 
     def warn(self, message: str) -> None:
+        from rich.text import Text
+
         self.err.print(Text("warning: ", style="yellow") + Text(message))
 
     def table(self, table: Table) -> None:
         self.out.print(table)
+
+    def columns(self, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """A plain table on stdout, columns padded to their widest cell (as `docker ps`)."""
+        widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
+        for cells in (headers, *rows):
+            text = "   ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))
+            sys.stdout.write(text.rstrip() + "\n")
+        sys.stdout.flush()
 
     def line(self, text: str) -> None:
         """A plain line on stdout, no markup (a command line to copy, say)."""
@@ -60,7 +91,9 @@ def _cause_of(error: BaseException) -> BaseException | None:
 def render_error(error: HvinfraError, *, debug: bool = False) -> None:
     """One red `error:` line (plus detail lines) and a `fix:` line, on stderr. Engine messages
     contain brackets (`[[gpu]]`), so the text is never read as rich markup."""
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    from rich.text import Text
+
+    console = _console(stderr=True)
     console.print(Text("error: ", style="bold red") + Text(error.message))
     if error.fix:
         console.print(Text("fix: ", style="bold") + Text(error.fix))

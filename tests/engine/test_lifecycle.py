@@ -66,6 +66,13 @@ def test_up_starts_the_official_spec_and_down_removes_it(
     assert main(["status", "--json"]) == 0
     rows = {r["name"]: r for r in _json_out(capsys)}
     assert rows[name]["profile"] == "t2v" and rows[name]["gpus"] == "all"
+    assert main(["status"]) == 0  # plain columns, one line per container, as `docker ps`
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split() == ["NAME", "PROFILE", "STATUS", "IMAGE", "IMAGE", "ID", "DIGEST",
+                              "GPUS", "ID"]  # fmt: skip
+    mine = next(line.split() for line in lines if line.startswith(name + " "))
+    assert mine[:3] == [name, "t2v", "running"] and mine[-2] == "all"
+    assert mine[-1] == rows[name]["id"]
 
     assert main(["down", "t2v", *runnable, "--json"]) == 0
     assert _json_out(capsys) == {"name": name, "found": True, "removed": True}

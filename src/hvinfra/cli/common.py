@@ -117,3 +117,28 @@ def app_context(ctx: typer.Context) -> AppContext:
         found = AppContext()
         ctx.obj = found
     return found
+
+
+# Options several command modules share (defined here so that one module's commands do not
+# import another's).
+LockOpt = typer.Option(
+    None,
+    "--lock",
+    help="Lock file to compare with (default: $HVINFRA_LOCK, else ./hvinfra.lock if present).",
+    dir_okay=False,
+)
+SkipDiskOpt = typer.Option(
+    False, "--skip-disk-check", help="Pull even when the free-disk check says it will not fit."
+)
+Fp8Opt = typer.Option(
+    False,
+    "--fp8",
+    "--use-fp8",
+    help="Size the VRAM check for FP8 DiT weights (generate with --fp8).",
+)
+OffloadOpt = typer.Option(
+    False,
+    "--cpu-offload",
+    "--use-cpu-offload",
+    help="Size the VRAM check for CPU offload (generate with --cpu-offload).",
+)

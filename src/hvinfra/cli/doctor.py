@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from hvinfra.cli.common import JsonOpt, ProfileFileOpt, SetOpt
+from hvinfra.cli.common import Fp8Opt, JsonOpt, OffloadOpt, ProfileFileOpt, SetOpt
 
 if TYPE_CHECKING:
     from hvinfra.checks import CheckResult, Facts
@@ -21,18 +21,6 @@ GpusOpt = typer.Option(
 )
 ResolutionOpt = typer.Option(
     None, "--resolution", help="Check VRAM for 720p, 540p or 360p (default: the profile's)."
-)
-Fp8Opt = typer.Option(
-    False,
-    "--fp8",
-    "--use-fp8",
-    help="Size the VRAM check for FP8 DiT weights (generate with --fp8).",
-)
-OffloadOpt = typer.Option(
-    False,
-    "--cpu-offload",
-    "--use-cpu-offload",
-    help="Size the VRAM check for CPU offload (generate with --cpu-offload).",
 )
 
 

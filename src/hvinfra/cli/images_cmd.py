@@ -11,18 +11,9 @@ from typing import Any
 
 import typer
 
-from hvinfra.cli.common import JsonOpt, ProfileFileOpt, SetOpt
+from hvinfra.cli.common import JsonOpt, LockOpt, ProfileFileOpt, SetOpt, SkipDiskOpt
 
 PULL_TARGET_HELP = "t2v, i2v, all (both packaged profiles), a user profile name or a YAML path."
-LockOpt = typer.Option(
-    None,
-    "--lock",
-    help="Lock file to compare with (default: $HVINFRA_LOCK, else ./hvinfra.lock if present).",
-    dir_okay=False,
-)
-SkipDiskOpt = typer.Option(
-    False, "--skip-disk-check", help="Pull even when the free-disk check says it will not fit."
-)
 
 
 def __getattr__(name: str) -> Any:

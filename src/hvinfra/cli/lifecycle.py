@@ -8,9 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from hvinfra.cli.common import TARGET_HELP, JsonOpt, ProfileFileOpt, SetOpt
-from hvinfra.cli.doctor import Fp8Opt, OffloadOpt
-from hvinfra.cli.images_cmd import LockOpt, SkipDiskOpt
+from hvinfra.cli.common import (
+    TARGET_HELP,
+    Fp8Opt,
+    JsonOpt,
+    LockOpt,
+    OffloadOpt,
+    ProfileFileOpt,
+    SetOpt,
+    SkipDiskOpt,
+)
 
 if TYPE_CHECKING:
     from hvinfra.bringup import BringUpOptions
@@ -257,8 +264,6 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """List the containers hvinfra started (found by their labels)."""
-        from rich.table import Table
-
         from hvinfra.cli.common import app_context
         from hvinfra.launcher import managed_containers
 
@@ -274,17 +279,19 @@ def register(app: typer.Typer) -> None:
         if not rows:
             output.out.print("no hvinfra containers (start one with `hvinfra up t2v`)")
             return
-        table = Table("NAME", "PROFILE", "STATUS", "IMAGE", "IMAGE ID", "DIGEST", "GPUS", "ID")
+        cells = []
         for row in rows:
             state = row["status"] + (f" ({row['exit_code']})" if row["status"] == "exited" else "")
             if row["health"]:
                 state += f", {row['health']}"
             digest = row["image_digest"].partition("@")[2]
-            table.add_row(
+            cells.append([
                 row["name"], row["profile"], state, row["image"], row["image_id"][7:19],
-                digest[7:19] or "-", row["gpus"], row["id"],
-            )  # fmt: skip
-        output.table(table)
+                digest[7:19] or "-", row["gpus"] or "-", row["id"],
+            ])  # fmt: skip
+        # plain columns, as `docker ps`: greppable, and no rich import for the most run command
+        headers = ("NAME", "PROFILE", "STATUS", "IMAGE", "IMAGE ID", "DIGEST", "GPUS", "ID")
+        output.columns(headers, cells)
 
     @app.command()
     def logs(
