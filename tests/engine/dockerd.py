@@ -53,7 +53,7 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final
+from typing import IO, Any, Final
 
 __all__ = [
     "DEFAULT_STANDIN_TAG",
@@ -752,3 +752,22 @@ def build_standin_image(docker_host: str, tag: str = DEFAULT_STANDIN_TAG) -> str
             f"{result.stderr.decode(errors='replace').strip()}"
         )
     return tag
+
+
+def build_image_from_files(client: Any, files: dict[str, tuple[bytes, int]], tag: str) -> str:
+    """Build `tag` from in-memory files (name -> (content, mode)), a Dockerfile among them."""
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, (data, mode) in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    return tag
+
+
+def build_fixture_image(client: Any, folder: Path, names: tuple[str, ...], tag: str) -> str:
+    """Build `tag` from the files `names` of a fixture folder (modes kept); returns the tag."""
+    files = {n: ((folder / n).read_bytes(), (folder / n).stat().st_mode & 0o7777) for n in names}
+    return build_image_from_files(client, files, tag)

@@ -17,7 +17,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
-from test_generate import build_fixture_image
+from dockerd import build_fixture_image
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "serve-standin"

@@ -13,9 +13,9 @@ from typing import Any
 
 import docker
 import pytest
+from dockerd import build_fixture_image
 from test_generate import (  # noqa: F401 - generate_image builds the base image
     Job,
-    build_fixture_image,
     generate_image,
 )
 

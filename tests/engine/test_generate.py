@@ -4,18 +4,17 @@ tqdm-like progress and write an .mp4-named file."""
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
 from pathlib import Path
 
 import docker
 import pytest
+from dockerd import build_fixture_image
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "unit"))  # the model-asset tree builders
@@ -34,19 +33,6 @@ pytestmark = pytest.mark.timeout(180)
 def generate_image(docker_client: docker.DockerClient, standin_image: str) -> str:
     """The stand-in image plus the python3/torchrun stand-ins (built from FIXTURE)."""
     return build_fixture_image(docker_client, FIXTURE, ("Dockerfile", "python3", "torchrun"), TAG)
-
-
-def build_fixture_image(
-    client: docker.DockerClient, folder: Path, names: tuple[str, ...], tag: str
-) -> str:
-    """Build `tag` from the files `names` of a fixture folder; returns the tag."""
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name in names:
-            tar.add(folder / name, arcname=name)
-    context.seek(0)
-    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
-    return tag
 
 
 @pytest.fixture

@@ -9,14 +9,13 @@ and what it can see, and writes the files the real script writes (empty) plus th
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
+from dockerd import build_image_from_files
 from test_models_preprocess import _code_checkout
 
 from hvinfra.cli import main
@@ -56,18 +55,8 @@ echo "stand-in synth wrote $weights"
 @pytest.fixture(scope="module")
 def synth_image(standin_image: str, docker_client: docker.DockerClient) -> str:
     dockerfile = f"FROM {standin_image}\nCOPY python /usr/local/bin/python\n".encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data, mode in (
-            ("Dockerfile", dockerfile, 0o644),
-            ("python", STANDIN_PYTHON.encode(), 0o755),
-        ):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    docker_client.images.build(fileobj=buffer, custom_context=True, tag=IMAGE, rm=True)
-    return IMAGE
+    files = {"Dockerfile": (dockerfile, 0o644), "python": (STANDIN_PYTHON.encode(), 0o755)}
+    return build_image_from_files(docker_client, files, IMAGE)
 
 
 def _argv(tmp_path: Path, commit: str, command: str, *extra: str) -> list[str]:

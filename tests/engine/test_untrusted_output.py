@@ -18,11 +18,10 @@ from pathlib import Path
 
 import docker
 import pytest
-from dockerd import PrivateDockerd, build_standin_image
+from dockerd import PrivateDockerd, build_fixture_image, build_standin_image
 from test_generate import (  # noqa: F401  (the generate_image fixture is reused)
     REPO,
     Job,
-    build_fixture_image,
     generate_image,
     start_job,
 )
