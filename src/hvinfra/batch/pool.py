@@ -101,6 +101,30 @@ def worker_source() -> bytes:
     return (resources.files("hvinfra") / "worker" / "hvinfra_worker.py").read_bytes()
 
 
+def worker_event(line: bytes) -> dict[str, Any] | None:
+    """One JSON line from the in-container worker, checked: it comes from the container, so a
+    field of the wrong type is dropped, never trusted (paths still go through copy-out's own
+    checks). None for a line that is not a JSON object."""
+    try:
+        raw = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    event: dict[str, Any] = {}
+    for key in ("event", "id", "reason", "error"):
+        if isinstance(raw.get(key), str):
+            event[key] = raw[key][:2000]
+    for key in ("seconds", "load_s"):
+        value = raw.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            event[key] = float(value)
+    paths = raw.get("paths")
+    if isinstance(paths, list):
+        event["paths"] = [p for p in paths if isinstance(p, str)]
+    return event
+
+
 # -- the in-container worker ----------------------------------------------------------------------
 class ContainerWorker:
     """hvinfra_worker.py in the container for one slot: JSON lines over the exec's stdin and
@@ -161,8 +185,9 @@ class ContainerWorker:
                         lines += payload
                         while b"\n" in lines:
                             line, lines = lines.split(b"\n", 1)
-                            with contextlib.suppress(ValueError):
-                                self.events.put(json.loads(line))
+                            event = worker_event(line)
+                            if event is not None:
+                                self.events.put(event)
                     elif self._sink is not None:
                         self._last_output = time.monotonic()
                         self._sink(payload)
@@ -526,7 +551,7 @@ class WorkerPool:
                     f"the generation failed in {self.container.name} ({slot.name}): {what}",
                     files.log,
                 )
-            saved = [str(p) for p in event.get("paths", [])] or stream.saved
+            saved = list(event.get("paths", ())) or stream.saved
             container_path = copy_out(self.engine, self.container.id, plan, saved, files.video)
             duration = time.monotonic() - started
             data = sidecar_data(
@@ -536,7 +561,7 @@ class WorkerPool:
                 container_path=container_path, started_at=started_at, finished_at=_now(),
                 duration_s=duration, rewrite=None,
             )  # fmt: skip
-            load_s = float(event.get("load_s", 0.0))
+            load_s = event.get("load_s", 0.0)
             data["worker"] = {"reused": True, "load_s": load_s, "slot": slot.name}
             data["measurements"] = {
                 "gpu_memory": sampler.peak.as_dict() if sampler is not None else None,
