@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as the README gives it: installs what the tests need (apt: docker.io,
-# busybox-static, docker-registry; pip: the project with its dev extra) and runs lint, types and
+# The whole test suite, as the README gives it: installs what the tests need (apt: the packages
+# in scripts/install-test-deps.sh; pip: the project with its dev extra) and runs lint, types and
 # pytest. Engine tests start their own private dockerd; with CI=true they never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
