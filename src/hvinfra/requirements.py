@@ -46,8 +46,6 @@ class Requirements:
     # workload -> resolution -> the GPU smoke's peak (GiB): shown next to the need, never gating
     measured_peaks: dict[str, dict[str, float]] = field(default_factory=dict)
     measured_on: str = ""
-    # (workload, resolution) rows `generate` does not offer: never suggested as what would fit
-    not_offered: frozenset[tuple[str, str]] = frozenset()
 
     def vram(
         self,
@@ -114,12 +112,6 @@ def from_data(data: Mapping[str, Any]) -> Requirements:
             for workload, table in vram["per_gpu"].items()
         },
         measured_on=_measured_on(vram.get("measured_on") or {}),
-        not_offered=frozenset(
-            (workload, res)
-            for workload, table in vram["per_gpu"].items()
-            for res, v in table.items()
-            if v.get("generate") is False
-        ),
     )
 
 
@@ -205,9 +197,13 @@ def what_would_fit(
                 need.basis == "estimate",
             )
         )
+    from hvinfra.generate.tables import tables
+
+    # only sizes `generate` offers for the workload (T2V has no 360p)
+    offered = tables().resolutions if workload == "t2v" else tables().i2v_resolutions
     index = RESOLUTIONS.index(resolution)
     for lower in RESOLUTIONS[index + 1 :]:
-        if (workload, lower) in req.not_offered:
+        if lower not in offered:
             continue
         alt = req.vram(workload, lower, fp8=fp8, cpu_offload=cpu_offload)
         if alt.gib <= best:
