@@ -3,6 +3,9 @@
 Each row times two commands, A (hvinfra) and B (the baseline), one process per run, interleaved
 A B B A (so drift hits both sides alike), after warm-ups. It prints min / median / max per side
 and the ratio of the medians, checks it against the row's goal, and writes a JSON result.
+Rows that miss their goal also time a floor, F (benchmarks/floor.py): the baseline plus the
+libraries hvinfra is built on for that command and its fixed waits, so the result says how much
+of the gap is the stack and how much is hvinfra's own code.
 `--quick` runs every row once with small inputs: it checks that the harness works (CI), not speed.
 """
 
@@ -35,6 +38,11 @@ from tests.engine.dockerd import (  # noqa: E402
 from tests.engine.registry import LocalRegistry, find_registry_binary  # noqa: E402
 
 ROWS = ("help", "status", "up", "logs", "pull")
+# What the floors import: the libraries hvinfra is built on for each command.
+STATUS_STACK = ("typer",)
+UP_STACK = ("typer", "yaml", "hvinfra.profiles.models")
+PULL_STACK = ("typer", "rich.progress")
+UP_SETTLE = 0.25  # `hvinfra up --settle`'s default
 
 
 @dataclass(frozen=True)
@@ -54,13 +62,22 @@ class Row:
     # ratio of medians: "A/B" for times (lower is better) or "B/A" for throughput (higher better)
     throughput: bool = False
     limit: float = 0.0
+    f_label: str = ""
     a_times: list[float] = field(default_factory=list)
     b_times: list[float] = field(default_factory=list)
+    f_times: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
         a, b = statistics.median(self.a_times), statistics.median(self.b_times)
         return b / a if self.throughput else a / b
+
+    @property
+    def floor_ratio(self) -> float | None:
+        """The floor's ratio to the baseline: the best the stack allows (time rows only)."""
+        if not self.f_times:
+            return None
+        return statistics.median(self.f_times) / statistics.median(self.b_times)
 
     @property
     def meets_goal(self) -> bool:
@@ -75,7 +92,7 @@ class Row:
                 "runs": len(times),
             }
 
-        return {
+        result: dict[str, Any] = {
             "row": self.name,
             "a": {"command": self.a_label, **stats(self.a_times)},
             "b": {"command": self.b_label, **stats(self.b_times)},
@@ -84,6 +101,10 @@ class Row:
             "goal": self.goal,
             "meets_goal": self.meets_goal,
         }
+        if self.floor_ratio is not None:
+            result["floor"] = {"command": self.f_label, **stats(self.f_times)}
+            result["floor_ratio"] = round(self.floor_ratio, 3)
+        return result
 
 
 def _run(steps: Sequence[Step], env: dict[str, str]) -> float:
@@ -111,15 +132,18 @@ def measure(
     *,
     rounds: int,
     warmups: int,
+    floor: Callable[[], Sequence[Step]] | None = None,
 ) -> Row:
+    sides = [(a, row.a_times), (b, row.b_times)]
+    if floor is not None:
+        sides.append((floor, row.f_times))
     for _ in range(warmups):
-        _run(a(), env)
-        _run(b(), env)
+        for side, _times in sides:
+            _run(side(), env)
     for index in range(rounds):
-        order = (a, b) if index % 2 == 0 else (b, a)  # A B, B A, A B ...
-        for side in order:
-            took = _run(side(), env)
-            (row.a_times if side is a else row.b_times).append(took)
+        order = sides if index % 2 == 0 else sides[::-1]  # A B F, F B A, A B F ...
+        for side, times in order:
+            times.append(_run(side(), env))
     return row
 
 
@@ -145,6 +169,12 @@ class Bench:
 
     def python(self, script: str, *args: str) -> list[str]:
         return [sys.executable, str(REPO / "benchmarks" / script), *args]
+
+    def floor(
+        self, modules: Sequence[str], script: str, *args: str, settle: float = 0.0
+    ) -> list[str]:
+        imports = [item for module in modules for item in ("--import", module)]
+        return self.python("floor.py", *imports, "--settle", str(settle), script, *args)
 
 
 def _env(engine: PrivateDockerd, home: Path) -> dict[str, str]:
@@ -182,7 +212,8 @@ def row_status(bench: Bench, rounds: int, warmups: int) -> Row:
     for index in range(3):
         name = f"bench-status-{index}-{uuid.uuid4().hex[:6]}"
         _run([Step([bench.hvinfra, "up", "t2v", *bench.runnable(name)])], bench.env)
-    row = Row("status", "hvinfra status", "bare docker-py listing", "<= 1.3x", limit=1.3)
+    row = Row("status", "hvinfra status", "bare docker-py listing", "<= 1.3x", limit=1.3,
+              f_label="the listing after importing typer")  # fmt: skip
     return measure(
         row,
         lambda: [Step([bench.hvinfra, "status"])],
@@ -190,6 +221,7 @@ def row_status(bench: Bench, rounds: int, warmups: int) -> Row:
         bench.env,
         rounds=rounds,
         warmups=warmups,
+        floor=lambda: [Step(bench.floor(STATUS_STACK, "bare_status.py"))],
     )
 
 
@@ -213,7 +245,9 @@ def row_up(bench: Bench, rounds: int, warmups: int) -> Row:
     kwargs_file = _create_kwargs_file(bench, name)
     remove = Step([bench.docker, "rm", "-f", name])
     row = Row("up", "hvinfra up t2v + docker rm -f", "docker-py run + docker rm -f", "<= 1.3x",
-              limit=1.3)  # fmt: skip
+              limit=1.3, f_label="the run after importing typer, the pydantic profile schema"
+              f" and PyYAML, then {UP_SETTLE} s settle + docker rm -f")  # fmt: skip
+    floor = bench.floor(UP_STACK, "bare_up.py", str(kwargs_file), settle=UP_SETTLE)
     return measure(
         row,
         lambda: [Step([bench.hvinfra, "up", "t2v", *bench.runnable(name)]), remove],
@@ -221,6 +255,7 @@ def row_up(bench: Bench, rounds: int, warmups: int) -> Row:
         bench.env,
         rounds=rounds,
         warmups=warmups,
+        floor=lambda: [Step(floor), remove],
     )
 
 
@@ -277,7 +312,8 @@ def _registry_image(bench: Bench) -> Iterator[str]:
 def row_pull(bench: Bench, rounds: int, warmups: int) -> Row:
     with _registry_image(bench) as ref:
         remove = Step([bench.docker, "rmi", "-f", ref], timed=False)
-        row = Row("pull", "hvinfra pull (progress)", "docker pull", "<= 1.05x", limit=1.05)
+        row = Row("pull", "hvinfra pull (progress)", "docker pull", "<= 1.05x", limit=1.05,
+                  f_label="a bare docker-py pull after importing typer and rich")  # fmt: skip
         return measure(
             row,
             lambda: [Step([bench.hvinfra, "pull", "t2v", "--image", ref]), remove],
@@ -285,6 +321,7 @@ def row_pull(bench: Bench, rounds: int, warmups: int) -> Row:
             bench.env,
             rounds=rounds,
             warmups=warmups,
+            floor=lambda: [Step(bench.floor(PULL_STACK, "bare_pull.py", ref)), remove],
         )
 
 
@@ -316,6 +353,10 @@ def _print(rows: list[Row], quick: bool) -> None:
         print(f"{'':8} A: {row.a_label}; min {min(row.a_times) * 1000:.0f} max "
               f"{max(row.a_times) * 1000:.0f} ms | B: {row.b_label}; min "
               f"{min(row.b_times) * 1000:.0f} max {max(row.b_times) * 1000:.0f} ms")  # fmt: skip
+        if row.floor_ratio is not None:
+            f = statistics.median(row.f_times)
+            print(f"{'':8} F: {row.f_label}: {f * 1000:.0f} ms, {row.floor_ratio:.2f}x the"
+                  f" baseline; hvinfra above it {(a - f) * 1000:+.0f} ms")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -277,7 +277,8 @@ def bring_up(
 
     profile, spec = run_spec(context, profile, output)
     engine = context.engine()
-    if plan_for(context, spec, options).kind not in (PlanKind.KEEP, PlanKind.REFUSE):
+    plan = plan_for(context, spec, options)
+    if plan.kind not in (PlanKind.KEEP, PlanKind.REFUSE):
         if options.skip_checks:
             warn_skipped_checks(output)
         else:
@@ -289,7 +290,7 @@ def bring_up(
         observe_pull=prepared_pull(
             engine, output, spec.image, entry=entry, skip_disk_check=options.skip_disk_check
         ),
-        wait_timeout=options.wait_timeout, settle=options.settle,
+        wait_timeout=options.wait_timeout, settle=options.settle, plan=plan,
     )  # fmt: skip
     mismatch = lock_mismatch(entry, spec.image, engine.image(spec.image)) if entry else None
     return BroughtUp(result, profile, spec, mismatch)

@@ -29,7 +29,7 @@ from hvinfra.errors import (
     ImageError,
 )
 from hvinfra.fixes import MEMLOCK_FIX, TOOLKIT_FIX
-from hvinfra.records import ContainerInfo, EngineInfo, ExecResult, ImageInfo
+from hvinfra.records import ContainerInfo, ContainerSummary, EngineInfo, ExecResult, ImageInfo
 
 if TYPE_CHECKING:
     from hvinfra.spec import RunSpec
@@ -303,6 +303,29 @@ def container_info(attrs: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
+_EXITED = re.compile(r"^Exited \((-?\d+)\)")
+_HEALTH = re.compile(r"\((?:health: )?(healthy|unhealthy|starting)\)")
+
+
+def container_summary(row: Mapping[str, Any]) -> ContainerSummary:
+    """One row of the engine's container list. Its `Status` is the line `docker ps` prints,
+    made by the engine: the exit code and the health are read from it."""
+    text = str(row.get("Status") or "")
+    exited = _EXITED.match(text)
+    health = _HEALTH.search(text)
+    names = row.get("Names") or [""]
+    return ContainerSummary(
+        id=str(row["Id"]),
+        name=str(names[0]).lstrip("/"),
+        image=str(row.get("Image", "")),
+        image_id=str(row.get("ImageID", "")),
+        status=str(row.get("State") or "unknown"),
+        exit_code=int(exited.group(1)) if exited else 0,
+        health=health.group(1) if health else "",
+        labels=dict(row.get("Labels") or {}),
+    )
+
+
 def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:
     config = attrs.get("Config") or {}
     return ImageInfo(
@@ -328,8 +351,9 @@ class DockerEngine:
         """Connect as the docker CLI would: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH."""
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         with translate("connecting to Docker", host):
+            # no ping: with no version given, docker-py asks the engine's /version here, which
+            # fails as a ping would when the engine cannot be reached
             client = docker.from_env(timeout=timeout)
-            client.ping()
         return cls(client)
 
     def _translate(self, context: str) -> contextlib.AbstractContextManager[None]:
@@ -470,6 +494,13 @@ class DockerEngine:
                 with contextlib.suppress(docker.errors.NotFound):
                     result.append(container_info(self._api.inspect_container(summary["Id"])))
         return result
+
+    def container_summaries(self, labels: Mapping[str, str]) -> list[ContainerSummary]:
+        """The containers with these labels, from the list alone (no inspect per container)."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        with self._translate("listing containers"):
+            rows = self._api.containers(all=True, filters=filters)
+        return [container_summary(row) for row in rows]
 
     def create(self, spec: RunSpec) -> str:
         with self._translate(f"creating container {spec.name}"):

@@ -22,7 +22,7 @@ from hvinfra.errors import (
     Interrupted,
 )
 from hvinfra.labels import LABEL_GPUS, LABEL_MANAGED, LABEL_PROFILE
-from hvinfra.records import ContainerInfo, ImageInfo
+from hvinfra.records import ContainerInfo, ContainerSummary, ImageInfo
 
 if TYPE_CHECKING:  # the planner and the spec load only for the commands that plan (not status)
     from hvinfra.convergence import Plan
@@ -53,6 +53,7 @@ class Engine(Protocol):
     def pull_events(self, ref: str) -> Iterator[dict[str, Any]]: ...
     def container(self, name_or_id: str) -> ContainerInfo | None: ...
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]: ...
+    def container_summaries(self, labels: Mapping[str, str]) -> list[ContainerSummary]: ...
     def create(self, spec: RunSpec) -> str: ...
     def start(self, container_id: str, name: str = "") -> None: ...
     def stop(self, container_id: str, timeout: int = 10) -> None: ...
@@ -212,15 +213,19 @@ def up(
     observe_pull: PullObserver = consume,
     wait_timeout: float = 30.0,
     settle: float = 0.25,
+    plan: Plan | None = None,
 ) -> UpResult:
     """Plan, then execute: create, start, keep or recreate the container; refuse a foreign one.
 
-    `replace` is the old spelling of `force_recreate`.
+    `plan`: one the caller made with `plan_up` (and acted on, e.g. by running checks), so the
+    plan executed is the plan checked and the engine is not asked twice. `replace` is the old
+    spelling of `force_recreate`.
     """
     from hvinfra.convergence import PlanKind
 
     force_recreate = force_recreate or replace
-    plan = plan_up(engine, spec, force_recreate=force_recreate, no_recreate=no_recreate)
+    if plan is None:
+        plan = plan_up(engine, spec, force_recreate=force_recreate, no_recreate=no_recreate)
     if plan.kind is PlanKind.REFUSE:
         raise refusal(plan, profile_name)
     pulled = False
@@ -286,11 +291,20 @@ def down(engine: Engine, name: str, *, keep: bool = False, timeout: int = 10) ->
     return DownResult(name, found=True, removed=not keep, container_id=existing.id)
 
 
-def managed_containers(engine: Engine, profile: str | None = None) -> list[ContainerInfo]:
+def _managed_labels(profile: str | None) -> dict[str, str]:
     labels = {LABEL_MANAGED: "true"}
     if profile:
         labels[LABEL_PROFILE] = profile
-    return sorted(engine.containers(labels), key=lambda c: c.name)
+    return labels
+
+
+def managed_containers(engine: Engine, profile: str | None = None) -> list[ContainerInfo]:
+    return sorted(engine.containers(_managed_labels(profile)), key=lambda c: c.name)
+
+
+def managed_summaries(engine: Engine, profile: str | None = None) -> list[ContainerSummary]:
+    """As managed_containers, from the engine's list alone: enough for a table."""
+    return sorted(engine.container_summaries(_managed_labels(profile)), key=lambda c: c.name)
 
 
 def require_container(
@@ -310,7 +324,7 @@ def require_container(
     return info
 
 
-def gpus_of(info: ContainerInfo) -> str:
+def gpus_of(info: ContainerInfo | ContainerSummary) -> str:
     return info.labels.get(LABEL_GPUS, "")
 
 

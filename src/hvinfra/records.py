@@ -10,6 +10,22 @@ from hvinfra.labels import LABEL_MANAGED
 
 
 @dataclass(frozen=True)
+class ContainerSummary:
+    """A container as the engine lists it (one request for all of them): what a table shows.
+    `exit_code` and `health` come from the engine's status line ("Exited (137) 2 minutes ago",
+    "Up 3 minutes (healthy)"); ContainerInfo, from an inspect, has them as fields."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    status: str  # created, running, exited, paused, restarting, dead
+    exit_code: int = 0
+    health: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     id: str
     tags: tuple[str, ...] = ()

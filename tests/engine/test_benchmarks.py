@@ -33,4 +33,6 @@ def test_quick_benchmark_measures_every_row_against_its_baseline(tmp_path: Path)
         assert row["a"]["median_s"] > 0 and row["b"]["median_s"] > 0
         assert row["ratio"] > 0
     assert "hvinfra up t2v" in rows["up"]["a"]["command"]
+    for name in ("status", "up", "pull"):  # the floors: the baseline plus the stack's own cost
+        assert rows[name]["floor"]["median_s"] > 0 and rows[name]["floor_ratio"] > 0
     assert "ratio" in done.stdout and "help" in done.stdout

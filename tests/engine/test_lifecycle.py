@@ -303,6 +303,14 @@ def test_a_container_that_exits_at_once_shows_its_code_and_log(
     assert f"container {name} stopped right after start: exit code 3" in err
     assert "loading weights" in err and "no CUDA here" in err
     assert "hvinfra logs t2v" in err
+    # The exited container stays; status's table (from the engine's list) and --json (from an
+    # inspect per container) report the same exit code.
+    assert main(["status", "t2v", "--json"]) == 0
+    (row,) = [r for r in _json_out(capsys) if r["name"] == name]
+    assert row["status"] == "exited" and row["exit_code"] == 3
+    assert main(["status", "t2v"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(name + " "))
+    assert line.split()[2:4] == ["exited", "(3)"]
 
 
 def test_missing_gpu_hook_is_the_toolkit_error_and_leaves_nothing(

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from hvinfra.context import AppContext
     from hvinfra.convergence import Plan
     from hvinfra.output import Output
-    from hvinfra.records import ContainerInfo
+    from hvinfra.records import ContainerInfo, ContainerSummary
     from hvinfra.spec import RunSpec
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
@@ -49,7 +49,7 @@ def _container_row(info: ContainerInfo, image_digest: str = "") -> dict[str, Any
     }
 
 
-def _image_digest(engine: Any, info: ContainerInfo) -> str:
+def _image_digest(engine: Any, info: ContainerInfo | ContainerSummary) -> str:
     """The registry digest (`repo@sha256:…`) of the image the container runs, '' if none."""
     from hvinfra.images import repo_digest_of
 
@@ -145,7 +145,6 @@ def register(app: typer.Typer) -> None:
         matches the profile, recreate one that differs (and say how). Runs the checks of
         `hvinfra doctor` first and refuses to start when one fails.
         """
-        from hvinfra.argv import docker_run_argv, shell_line
         from hvinfra.bringup import BringUpOptions, bring_up, dry_run_spec
         from hvinfra.cli.common import app_context, load
         from hvinfra.errors import ExitCode, HvinfraError, ProfileError
@@ -175,6 +174,8 @@ def register(app: typer.Typer) -> None:
             skip_disk_check=skip_disk_check, wait_timeout=wait_timeout, settle=settle,
         )  # fmt: skip
         if dry_run:
+            from hvinfra.argv import docker_run_argv, shell_line
+
             profile, spec = dry_run_spec(app, output, profile)
             argv = docker_run_argv(spec)
             plan = _dry_run_plan(app, output, spec, options)
@@ -265,29 +266,30 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List the containers hvinfra started (found by their labels)."""
         from hvinfra.cli.common import app_context
-        from hvinfra.launcher import managed_containers
+        from hvinfra.launcher import gpus_of, managed_containers, managed_summaries
 
         app = app_context(ctx)
         output = app.output(as_json)
         engine = app.engine()
-        containers = managed_containers(engine, target)
-        digests = {c.image_id: _image_digest(engine, c) for c in containers}  # one ask per image
-        rows = [_container_row(c, digests[c.image_id]) for c in containers]
-        if as_json:
-            output.data(rows)
+        if as_json:  # every field: one inspect per container
+            containers = managed_containers(engine, target)
+            digests = {c.image_id: _image_digest(engine, c) for c in containers}  # one per image
+            output.data([_container_row(c, digests[c.image_id]) for c in containers])
             return
-        if not rows:
-            output.out.print("no hvinfra containers (start one with `hvinfra up t2v`)")
+        listed = managed_summaries(engine, target)  # the table: the engine's list is enough
+        if not listed:
+            output.line("no hvinfra containers (start one with `hvinfra up t2v`)")
             return
+        digests = {c.image_id: _image_digest(engine, c) for c in listed}
         cells = []
-        for row in rows:
-            state = row["status"] + (f" ({row['exit_code']})" if row["status"] == "exited" else "")
-            if row["health"]:
-                state += f", {row['health']}"
-            digest = row["image_digest"].partition("@")[2]
+        for item in listed:
+            state = item.status + (f" ({item.exit_code})" if item.status == "exited" else "")
+            if item.health:
+                state += f", {item.health}"
+            digest = digests[item.image_id].partition("@")[2]
             cells.append([
-                row["name"], row["profile"], state, row["image"], row["image_id"][7:19],
-                digest[7:19] or "-", row["gpus"] or "-", row["id"],
+                item.name, item.labels.get("io.hvinfra.profile", ""), state, item.image,
+                item.image_id[7:19], digest[7:19] or "-", gpus_of(item) or "-", item.id[:12],
             ])  # fmt: skip
         # plain columns, as `docker ps`: greppable, and no rich import for the most run command
         headers = ("NAME", "PROFILE", "STATUS", "IMAGE", "IMAGE ID", "DIGEST", "GPUS", "ID")
