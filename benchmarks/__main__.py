@@ -178,7 +178,15 @@ class Bench:
 
 
 def _env(engine: PrivateDockerd, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "HVINFRA_"))}
+    # PYTHONDONTWRITEBYTECODE goes too: with it, every run would compile hvinfra's modules from
+    # source (an editable install has no bytecode until a run writes it), while docker-py, typer
+    # and pydantic load theirs from site-packages, where pip compiled them. An installed hvinfra
+    # has its bytecode like they do; the warm-ups write it here.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DOCKER_", "HVINFRA_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     for sub in ("docker-config", "config", "cache", "data", "state"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     env.update(

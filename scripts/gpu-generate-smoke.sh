@@ -264,6 +264,14 @@ if stage batch; then
         cp "$WORK/batch-$way/summary.json" "$BATCH/$way-summary.json" 2>/dev/null
         "$HV_PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); d.pop("lines",None); print(json.dumps(d))' "$BATCH/$way-summary.json"
         cp "$WORK/batch-$way/batch.json" "$BATCH/$way-manifest.json" 2>/dev/null
+        # the videos' sidecars, with the measurements a reused worker samples (NVML, phases)
+        mkdir -p "$BATCH/$way-sidecars"
+        for video in "$WORK/batch-$way"/*.mp4; do
+            [[ -f "${video%.mp4}.json" ]] && cp "${video%.mp4}.json" "$BATCH/$way-sidecars/"
+        done
+        for sidecar in "$BATCH/$way-sidecars"/*.json; do
+            "$HV_PY" -c 'import json,sys; print(sys.argv[1].rsplit("/",1)[-1], json.dumps(json.load(open(sys.argv[1])).get("measurements")))' "$sidecar"
+        done
         ls -l "$WORK/batch-$way"/*.mp4 || fail "batch --$way: no .mp4"
         echo "(batch --$way: $((SECONDS - t)) s wall)"
     done

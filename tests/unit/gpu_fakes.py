@@ -14,6 +14,7 @@ import pynvml  # only for its NVMLError classes: constructing them loads no libr
 from hvinfra.errors import HvinfraError
 from hvinfra.records import (
     ContainerInfo,
+    ContainerSummary,
     EngineInfo,
     GpuInfo,
     GpuSystem,
@@ -22,6 +23,14 @@ from hvinfra.records import (
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gpu"
+
+
+def summary_of(info: ContainerInfo) -> ContainerSummary:
+    """What the engine's container list would say of a container a fake engine holds."""
+    return ContainerSummary(
+        id=info.id, name=info.name, image=info.image, image_id=info.image_id,
+        status=info.status, exit_code=info.exit_code, health=info.health, labels=info.labels,
+    )  # fmt: skip
 GIB = 1024**3
 
 
@@ -203,6 +212,9 @@ class FakeEngine:
 
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         return list(self._containers.values())
+
+    def container_summaries(self, labels: Mapping[str, str]) -> list[ContainerSummary]:
+        return [summary_of(info) for info in self.containers(labels)]
 
     def create(self, spec: Any) -> str:
         self.created.append(spec)

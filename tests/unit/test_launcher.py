@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gpu_fakes import summary_of
 
 from hvinfra.errors import ContainerExited, ContainerStateError, EngineRefused, ImageError
 from hvinfra.launcher import PullPolicy, down, ensure_image, exit_explanation, up
-from hvinfra.records import ContainerInfo, ImageInfo
+from hvinfra.records import ContainerInfo, ContainerSummary, ImageInfo
 from hvinfra.spec import LABEL_MANAGED, Mount, RunSpec, with_identity
 
 
@@ -46,6 +47,9 @@ class FakeEngine:
 
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         return [c for c in self.by_id.values() if labels.items() <= c.labels.items()]
+
+    def container_summaries(self, labels: Mapping[str, str]) -> list[ContainerSummary]:
+        return [summary_of(c) for c in self.containers(labels)]
 
     def create(self, spec: RunSpec) -> str:
         container_id = f"id{len(self.calls):04d}" + "0" * 60
