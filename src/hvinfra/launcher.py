@@ -173,10 +173,12 @@ def wait_running(
                 log_tail=tail,
             )
         now = time.monotonic()
+        pause = poll
         if info.status == "running":
             running_since = running_since or now
             if now - running_since >= settle:
                 return info
+            pause = min(poll, running_since + settle - now)  # look again when the window ends
         if now > deadline:
             if info.status == "running":
                 return info
@@ -184,7 +186,7 @@ def wait_running(
                 f"container {info.name} is still {info.status} after {timeout:.0f}s",
                 "check `docker events` and the daemon's log",
             )
-        time.sleep(poll)
+        time.sleep(pause)
 
 
 def plan_up(

@@ -229,3 +229,59 @@ def test_down_keep_only_stops(tmp_path: Path) -> None:
 def test_exit_explanation_names_signals() -> None:
     assert exit_explanation(137).startswith("exit code 137, SIGKILL")
     assert exit_explanation(3) == "exit code 3"
+
+
+class _Clock:
+    """launcher's time.monotonic and time.sleep on a virtual clock: no test waits for real."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class _ExitsAfter(FakeEngine):
+    """A container that runs, then exits once `after` seconds of the clock have passed."""
+
+    def __init__(self, clock: _Clock, after: float) -> None:
+        super().__init__(images={"img:1"})
+        self.clock, self.after, self.started_at = clock, after, 0.0
+
+    def start(self, container_id: str, name: str = "") -> None:
+        super().start(container_id, name)
+        self.started_at = self.clock.now
+
+    def container(self, name_or_id: str) -> ContainerInfo | None:
+        info = super().container(name_or_id)
+        if info is not None and self.clock.now - self.started_at >= self.after:
+            return replace(info, status="exited", exit_code=1)
+        return info
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    import hvinfra.launcher
+
+    fake = _Clock()
+    monkeypatch.setattr(hvinfra.launcher.time, "monotonic", fake.monotonic)
+    monkeypatch.setattr(hvinfra.launcher.time, "sleep", fake.sleep)
+    return fake
+
+
+def test_an_exit_inside_the_settle_window_fails_up(tmp_path: Path, clock: _Clock) -> None:
+    engine = _ExitsAfter(clock, after=0.2)
+    with pytest.raises(ContainerExited):
+        up(engine, _spec(tmp_path), profile_name="t2v", settle=0.25)
+
+
+def test_up_waits_out_the_settle_window_and_no_longer(tmp_path: Path, clock: _Clock) -> None:
+    engine = _ExitsAfter(clock, after=10.0)
+    result = up(engine, _spec(tmp_path), profile_name="t2v", settle=0.25)
+    assert result.container.running
+    assert sum(clock.slept) == pytest.approx(0.25)  # polls every 0.05 s, the last one shortened
