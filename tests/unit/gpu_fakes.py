@@ -31,6 +31,8 @@ def summary_of(info: ContainerInfo) -> ContainerSummary:
         id=info.id, name=info.name, image=info.image, image_id=info.image_id,
         status=info.status, exit_code=info.exit_code, health=info.health, labels=info.labels,
     )  # fmt: skip
+
+
 GIB = 1024**3
 
 
