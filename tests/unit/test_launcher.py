@@ -232,7 +232,7 @@ def test_exit_explanation_names_signals() -> None:
 
 
 class _Clock:
-    """launcher's time.monotonic and time.sleep on a virtual clock: no test waits for real."""
+    """What the launcher uses of `time`, on a virtual clock: no test waits for real."""
 
     def __init__(self) -> None:
         self.now = 100.0
@@ -269,8 +269,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     import hvinfra.launcher
 
     fake = _Clock()
-    monkeypatch.setattr(hvinfra.launcher.time, "monotonic", fake.monotonic)
-    monkeypatch.setattr(hvinfra.launcher.time, "sleep", fake.sleep)
+    monkeypatch.setattr(hvinfra.launcher, "time", fake)  # the launcher's `time`, no one else's
     return fake
 
 
