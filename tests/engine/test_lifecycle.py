@@ -80,6 +80,20 @@ def test_up_starts_the_official_spec_and_down_removes_it(
         docker_client.api.inspect_container(name)
 
 
+def test_status_names_the_image_a_container_was_created_from_after_its_tag_moved(
+    docker_client: docker.DockerClient, standin_image: str, runnable: list[str], name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    tag = f"hvtest/retag:{name}"
+    docker_client.images.get(standin_image).tag(tag)
+    assert main(["up", "t2v", *runnable, "--set", f"image={tag}", "--json"]) == 0
+    capsys.readouterr()
+    docker_client.images.remove(tag)  # the engine's list now names the image by its ID
+    assert main(["status", "t2v"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(name + " "))
+    assert line.split()[3] == tag
+
+
 def test_gpu_selection_reaches_the_device_request(
     docker_host: str, docker_client: docker.DockerClient, runnable: list[str], name: str,
     capsys: pytest.CaptureFixture[str],

@@ -57,6 +57,23 @@ def _image_digest(engine: Any, info: ContainerInfo | ContainerSummary) -> str:
     return repo_digest_of(image, info.image) if image is not None else ""
 
 
+def _created_from(item: ContainerSummary) -> str:
+    """The image reference the container was created from. Once that reference names another
+    image (a newer pull) or none, the engine's list gives the image's ID instead, as `docker ps`
+    does; the spec label hvinfra wrote at create time still has the reference."""
+    import json
+
+    from hvinfra.labels import LABEL_SPEC
+
+    if not item.image.startswith("sha256:"):
+        return item.image
+    try:
+        written = json.loads(item.labels.get(LABEL_SPEC, "")).get("image")
+    except (ValueError, AttributeError):  # not JSON, or JSON but not an object
+        written = None
+    return written if isinstance(written, str) and written else item.image[7:19]
+
+
 def _warn_about_assets(output: Any, profile: Any, target: str) -> None:
     """`up` starts the container anyway (it is a shell); it says what the scripts will miss."""
     from hvinfra.asset_probe import assets_report
@@ -288,7 +305,7 @@ def register(app: typer.Typer) -> None:
                 state += f", {item.health}"
             digest = digests[item.image_id].partition("@")[2]
             cells.append([
-                item.name, item.labels.get("io.hvinfra.profile", ""), state, item.image,
+                item.name, item.labels.get("io.hvinfra.profile", ""), state, _created_from(item),
                 item.image_id[7:19], digest[7:19] or "-", gpus_of(item) or "-", item.id[:12],
             ])  # fmt: skip
         # plain columns, as `docker ps`: greppable, and no rich import for the most run command
