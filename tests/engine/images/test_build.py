@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli
 from dockerd import docker_cli, docker_cli_env
 
+from conftest import cli
 from hvinfra import __version__
 
 pytestmark = pytest.mark.timeout(240)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, USER, Pushed, cli
 from registry import LocalRegistry, ThrottledProxy
+
+from conftest import PASSWORD, USER, Pushed, cli
 
 pytestmark = pytest.mark.timeout(240)
 STANDIN_MEMLOCK = ["--set", "ulimits.memlock=8m"]  # this sandbox's dockerd cannot grant more

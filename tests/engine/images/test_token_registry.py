@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, USER, Pushed, cli
 from token_registry import DOCKER_MANIFEST, TokenRegistry, started
 
+from conftest import PASSWORD, USER, Pushed, cli
 from hvinfra.pull_progress import human_bytes
 
 pytestmark = pytest.mark.timeout(240)
