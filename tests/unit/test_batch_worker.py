@@ -62,6 +62,11 @@ def test_the_model_is_loaded_once_and_every_request_writes_its_video(tmp_path: P
     assert f"Sample save to: {first}" in stderr
     assert "predict 'a cat / walks'" in stderr  # the code's prints go to stderr
     assert "3/3" in stderr  # the step bar, for hvinfra's progress
+    # each request's output ends with its end line (the host waits for it; see pool.py)
+    assert stderr.index(f"Sample save to: {first}") < stderr.index(
+        "hvinfra_worker - request a ended"
+    )
+    assert "hvinfra_worker - request b ended" in stderr and "request c ended" in stderr
 
 
 def test_a_change_of_what_is_loaded_reloads_the_model(tmp_path: Path) -> None:

@@ -61,6 +61,7 @@ from hvinfra.spec import LABEL_GPUS
 WORKER_DIR = "/tmp/hvinfra-worker"
 WORKER_SCRIPT = f"{WORKER_DIR}/hvinfra_worker.py"
 READY_TIMEOUT = 120.0
+END_LINE_WAIT_S = 5.0  # at most, for a request's end line after its event (a worker that died)
 
 
 class PoolEngine(JobEngine, Protocol):
@@ -95,6 +96,11 @@ class JobOutcome:
 
 ObserverFactory = Callable[[Slot, Job], JobObserver]
 GpuNames = Callable[[tuple[str, ...] | None], Sequence[str] | None]
+
+
+def request_end_line(job_id: str) -> bytes:
+    """The last stderr line hvinfra_worker.py writes for a request, before its event."""
+    return f"hvinfra_worker - request {job_id} ended\n".encode()
 
 
 def worker_source() -> bytes:
@@ -142,7 +148,8 @@ class ContainerWorker:
         self._sock: socket.socket | None = None
         self._sink: Callable[[bytes], None] | None = None
         self._reader: threading.Thread | None = None
-        self._last_output = 0.0  # monotonic time of the last stderr data
+        self._end_line = b""  # the running request's last stderr line (request_end_line)
+        self._ended = threading.Event()  # set when the reader has passed that line to the sink
         self.alive = False
 
     def start(self, timeout: float = READY_TIMEOUT) -> str:
@@ -170,6 +177,7 @@ class ContainerWorker:
         assert self._sock is not None
         buffer = b""
         lines = b""
+        tail = b""  # the end of the stderr seen so far: the end line may span two frames
         try:
             while True:
                 data = self._sock.recv(65536)
@@ -189,13 +197,22 @@ class ContainerWorker:
                             if event is not None:
                                 self.events.put(event)
                     elif self._sink is not None:
-                        self._last_output = time.monotonic()
                         self._sink(payload)
+                        tail = self._watch_for_end(tail + payload)
         except OSError:
             pass
         finally:
             self.alive = False
             self.events.put(None)
+
+    def _watch_for_end(self, seen: bytes) -> bytes:
+        """Set `_ended` once the request's end line is in `seen`; what to keep for the next
+        frame."""
+        marker = self._end_line
+        if marker and marker in seen:
+            self._ended.set()
+            return b""
+        return seen[-len(marker) :] if marker else b""
 
     def next_event(self, timeout: float | None = None) -> dict[str, Any] | None:
         try:
@@ -208,6 +225,8 @@ class ContainerWorker:
     ) -> dict[str, Any]:
         """Send one request; the 'done' or 'failed' event (or None-like 'exited')."""
         assert self._sock is not None
+        self._end_line = request_end_line(job_id)
+        self._ended.clear()
         self._sink = sink
         try:
             message = json.dumps({"id": job_id, "argv": list(argv)}) + "\n"
@@ -220,22 +239,13 @@ class ContainerWorker:
                 if event.get("event") == "loaded":
                     loaded = {"load_s": event.get("seconds", 0.0)}
                 if event.get("event") in ("done", "failed") and event.get("id") == job_id:
-                    if event.get("event") == "failed":
-                        self._wait_output_quiet()
+                    # the event can overtake the request's last stderr lines (its progress,
+                    # its traceback): wait for its end line, which the worker writes last
+                    self._ended.wait(END_LINE_WAIT_S)
                     return event
         finally:
             self._sink = None
-
-    def _wait_output_quiet(self, quiet: float = 0.3, limit: float = 2.0) -> None:
-        """Let the job's last stderr lines (the traceback) reach its log: the engine reads the
-        exec's stdout and stderr separately, so the failed event can overtake them."""
-        since = time.monotonic()
-        deadline = since + limit
-        while self.alive and time.monotonic() < deadline:
-            idle = time.monotonic() - max(since, self._last_output)
-            if idle >= quiet:
-                return
-            time.sleep(quiet - idle)
+            self._end_line = b""
 
     def signal(self, sig: str) -> None:
         signal_job(self.engine, self.container.id, self.job_id, sig)

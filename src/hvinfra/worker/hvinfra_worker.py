@@ -8,8 +8,11 @@ one by one. A request is the official sample script's argument list, parsed by t
 parser, so every default is the script's own. Each video is written exactly as the sample script
 writes it, and logged with the same "Sample save to:" line.
 
-Protocol: one JSON object per line. In on stdin: {"id": ID, "argv": [ARG, ...]}. Out on the
-original stdout (the code's own prints go to stderr with its progress bars):
+Protocol: one JSON object per line. In on stdin: {"id": ID, "argv": [ARG, ...]}. Each request's
+output ends with the stderr line `hvinfra_worker - request ID ended`, written before its event:
+the engine forwards stdout and stderr apart, so the host waits for that line to know it has the
+request's whole output. Out on the original stdout (the code's own prints go to stderr with its
+progress bars):
   {"event": "ready"|"unsupported"|"loading"|"loaded"|"done"|"failed", ...}.
 End of stdin ends the worker.
 """
@@ -157,10 +160,16 @@ class Worker:
             self.api["save"](sample.unsqueeze(0), path, fps=24)
             log(f"Sample save to: {path}")
             paths.append(path)
-        self.emit(
-            "done", id=request_id, paths=paths, load_s=round(load_s, 2),
+        self.finish(
+            "done", request_id, paths=paths, load_s=round(load_s, 2),
             seconds=round(time.monotonic() - started, 2),
         )  # fmt: skip
+
+    def finish(self, event: str, request_id: str, **data: Any) -> None:
+        """A request's last stderr line, then its event (see the protocol above)."""
+        sys.stderr.flush()
+        log(f"request {request_id} ended")
+        self.emit(event, id=request_id, **data)
 
     def serve(self, requests: TextIO) -> int:
         reason = self.probe()
@@ -177,14 +186,14 @@ class Worker:
                 request_id = str(message["id"])
                 self.generate(request_id, [str(a) for a in message["argv"]])
             except KeyboardInterrupt:
-                self.emit("failed", id=request_id, error="interrupted")
+                self.finish("failed", request_id, error="interrupted")
                 return 130
             except SystemExit as exc:  # the official parser refused the arguments
-                self.emit("failed", id=request_id, error=f"argument error (exit {exc.code})")
+                self.finish("failed", request_id, error=f"argument error (exit {exc.code})")
             except BaseException as exc:
                 traceback.print_exc()
-                self.emit("failed", id=request_id, error=f"{type(exc).__name__}: {exc}")
                 free_memory()
+                self.finish("failed", request_id, error=f"{type(exc).__name__}: {exc}")
         return 0
 
 
