@@ -203,6 +203,7 @@ class ContainerWorker:
             pass
         finally:
             self.alive = False
+            self._ended.set()  # the stream is over: no more output will come
             self.events.put(None)
 
     def _watch_for_end(self, seen: bytes) -> bytes:
