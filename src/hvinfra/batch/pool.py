@@ -61,6 +61,7 @@ from hvinfra.spec import LABEL_GPUS
 WORKER_DIR = "/tmp/hvinfra-worker"
 WORKER_SCRIPT = f"{WORKER_DIR}/hvinfra_worker.py"
 READY_TIMEOUT = 120.0
+MAX_EVENT_LINE = 1 << 20  # bytes of worker stdout without a newline before they are dropped
 END_LINE_WAIT_S = 5.0  # at most, for a request's end line after its event (a worker that died)
 
 
@@ -196,6 +197,8 @@ class ContainerWorker:
                             event = worker_event(line)
                             if event is not None:
                                 self.events.put(event)
+                        if len(lines) > MAX_EVENT_LINE:  # no newline coming: not an event
+                            lines = b""
                     elif self._sink is not None:
                         self._sink(payload)
                         tail = self._watch_for_end(tail + payload)
