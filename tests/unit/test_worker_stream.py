@@ -51,4 +51,3 @@ def test_run_waits_for_the_end_line_that_comes_after_the_event_split_in_two() ->
     container.close()
     reader.join(5)
     host.close()
-
